@@ -1,0 +1,37 @@
+"""The failure model: a partial failure loses a seeded set of parameter-server nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Server nodes ``failed_nodes`` are lost right after iteration ``iteration`` completes.
+
+    The failure strikes before that iteration's checkpoint is written, so recovery uses saves
+    from iterations ``< iteration`` only (a failure exactly on a checkpoint boundary is not
+    free).
+    """
+
+    iteration: int
+    failed_nodes: tuple[int, ...]
+
+    def lost_blocks(self, node_of_block: np.ndarray) -> np.ndarray:
+        """Boolean mask of the blocks held by the failed nodes."""
+        return np.isin(node_of_block, np.asarray(self.failed_nodes, dtype=np.int64))
+
+
+def n_failed_nodes(n_nodes: int, fraction: float) -> int:
+    """Nodes lost by a failure of ``fraction`` of ``n_nodes`` (rounded, at least one)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"failure fraction must be in (0, 1], got {fraction}")
+    return max(1, int(round(fraction * n_nodes)))
+
+
+def sample_failed_nodes(n_nodes: int, fraction: float, rng: np.random.Generator) -> tuple[int, ...]:
+    """A uniformly random set of ``n_failed_nodes(n_nodes, fraction)`` nodes, sorted."""
+    k = n_failed_nodes(n_nodes, fraction)
+    return tuple(int(i) for i in np.sort(rng.choice(n_nodes, size=k, replace=False)))

@@ -1,0 +1,76 @@
+"""The model interface: what SCAR needs to know about an iterative-convergent algorithm."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+State = dict[str, np.ndarray]
+
+
+class Model(ABC):
+    """An iterative-convergent training algorithm, as a stateless object.
+
+    The constructor stores hyperparameters and nothing else (scikit-learn's habit); all learned
+    state lives in a :data:`State` dict of arrays, so it can be copied, snapshotted, perturbed
+    and restored. The arrays named in :attr:`server_params` are held by the parameter server:
+    2D arrays whose rows are the blocks spread over server nodes. Anything else in the state
+    (for example LDA's token assignments) lives with the workers and survives a server failure.
+
+    Call order::
+
+        data = model.prepare(dataset)            # once per dataset
+        state = model.init_state(data, seed)     # x_0
+        for k in 1, 2, ...:                      # one iteration each, see `iteration`
+            model.step(state, data, rng_k)       # in place; rng_k is the k-th common random stream
+            model.objective(state, data)         # any time; lower is better
+        model.after_recovery(state, data, lost)  # once after a recovery, before the next step
+
+    ``step`` must draw all its randomness from ``rng_k``: the evaluation relies on common random
+    numbers between the baseline and every recovered run.
+    """
+
+    #: Registry name.
+    name: ClassVar[str]
+    #: What one iteration is, in words (reported with the results).
+    iteration: ClassVar[str]
+    #: What the objective is, in words.
+    objective_name: ClassVar[str] = "objective"
+    #: State entries held by the parameter server (2D arrays, blocks = rows).
+    server_params: ClassVar[tuple[str, ...]]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters, as given to the constructor."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {p: getattr(self, p) for p in names}
+
+    def prepare(self, dataset: Any) -> Any:
+        """Model-ready data (e.g. with a bias column). Default: the dataset itself."""
+        return dataset
+
+    @abstractmethod
+    def init_state(self, data: Any, seed: int) -> State:
+        """Initial state x_0."""
+
+    @abstractmethod
+    def step(self, state: State, data: Any, rng: np.random.Generator) -> None:
+        """One iteration, in place."""
+
+    @abstractmethod
+    def objective(self, state: State, data: Any) -> float:
+        """Training objective (lower is better) at ``state``."""
+
+    def after_recovery(self, state: State, data: Any, lost_rows: Mapping[str, np.ndarray]) -> None:
+        """Make worker state consistent with restored server blocks. Default: nothing to do."""
+
+    def server_state(self, state: State) -> State:
+        """The server-held part of ``state`` (views, not copies)."""
+        return {n: state[n] for n in self.server_params}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
