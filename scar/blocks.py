@@ -74,6 +74,8 @@ class BlockLayout:
     def row_masks(self, block_mask: np.ndarray) -> dict[str, np.ndarray]:
         """Split a boolean mask over all blocks into a boolean row mask per array."""
         block_mask = np.asarray(block_mask, dtype=bool)
+        if block_mask.shape != (self.n_blocks,):
+            raise ValueError(f"block mask must have shape ({self.n_blocks},), got {block_mask.shape}")
         return {
             name: block_mask[start : start + n]
             for name, start, n in zip(self.names, self.offsets, self.n_rows)

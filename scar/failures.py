@@ -26,9 +26,12 @@ class Failure:
 
 def n_failed_nodes(n_nodes: int, fraction: float) -> int:
     """Nodes lost by a failure of ``fraction`` of ``n_nodes`` (rounded, at least one)."""
+    if n_nodes < 1:
+        raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"failure fraction must be in (0, 1], got {fraction}")
-    return max(1, int(round(fraction * n_nodes)))
+    # Halves round up (Python's round() would give 2 of 5 nodes for f = 0.5 but 2 of 3).
+    return max(1, int(np.floor(fraction * n_nodes + 0.5)))
 
 
 def sample_failed_nodes(n_nodes: int, fraction: float, rng: np.random.Generator) -> tuple[int, ...]:

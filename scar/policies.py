@@ -50,8 +50,19 @@ class CheckpointPolicy(ABC):
         """Boolean mask over blocks to save at iteration ``k``."""
 
     def budget(self, layout: BlockLayout) -> int:
-        """Most parameters one save may write."""
-        return int(np.floor(self.fraction * layout.n_params + 1e-9))
+        """Most parameters one save may write.
+
+        Raises ValueError when the largest block does not fit: such a block could never be
+        saved, and a cyclic policy would stall on it.
+        """
+        budget = int(np.floor(self.fraction * layout.n_params + 1e-9))
+        largest = int(max(layout.widths))
+        if largest > budget:
+            raise ValueError(
+                f"{self.name} checkpoints with r={self.fraction} may write {budget} parameters per save, "
+                f"less than the largest block ({largest} parameters): raise r or use smaller blocks"
+            )
+        return budget
 
     def state_dict(self) -> dict[str, Any]:
         return {}

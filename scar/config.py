@@ -1,0 +1,124 @@
+"""The evaluation's configuration, as the workflow reads it (``config/config.yaml``).
+
+The JSON schema (``workflow/schemas/config.schema.yaml``) checks the shape of the file; this
+module checks what a schema cannot (that a model's datasets are declared, that its
+hyperparameters exist, that ``r * C`` is whole) and turns the file into the objects the
+stages need. Every error names the offending key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from scar.models import make_model
+from scar.trials import TrialSettings, plan_trials
+
+
+class ConfigError(ValueError):
+    """A configuration value that is wrong; the message names its key."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One (model, dataset) pair with its resolved hyperparameters."""
+
+    model: str
+    dataset: str
+    params: dict[str, Any]
+    max_iters: int
+
+
+def experiments(config: Mapping[str, Any]) -> list[Experiment]:
+    """Every (model, dataset) pair of the config, hyperparameters merged with per-dataset overrides."""
+    out = []
+    for model, entry in config["models"].items():
+        overrides = entry.get("overrides") or {}
+        for name in overrides:
+            if name not in entry["datasets"]:
+                raise ConfigError(f"models.{model}.overrides.{name}: {name!r} is not in models.{model}.datasets")
+        for dataset in entry["datasets"]:
+            if dataset not in config["datasets"]:
+                raise ConfigError(
+                    f"models.{model}.datasets: dataset {dataset!r} is not declared under 'datasets' "
+                    f"(declared: {sorted(config['datasets'])})"
+                )
+            over = overrides.get(dataset) or {}
+            params = {**(entry.get("params") or {}), **(over.get("params") or {})}
+            try:
+                make_model(model, params)
+            except ValueError as err:
+                raise ConfigError(f"models.{model}: {err}") from err
+            out.append(Experiment(model, dataset, params, int(over.get("max_iters", entry["max_iters"]))))
+    return out
+
+
+def trial_settings(config: Mapping[str, Any]) -> TrialSettings:
+    """The settings shared by every trial."""
+    failures, checkpoints = config["failures"], config["checkpoints"]
+    try:
+        return TrialSettings(
+            strategies=tuple(config["strategies"]),
+            interval=int(checkpoints["interval"]),
+            r_values=tuple(float(r) for r in checkpoints["r_values"]),
+            n_nodes=int(failures["n_nodes"]),
+            placement=failures["placement"],
+            rework_cap=float(config["rework_cap"]),
+            seed=int(config["seed"]),
+        )
+    except ValueError as err:
+        raise ConfigError(f"checkpoints/failures/strategies: {err}") from err
+
+
+def fraction_tag(fraction: float) -> str:
+    """How a failure fraction appears in paths: ``0.125``."""
+    return f"{fraction:g}"
+
+
+def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
+    """Every trial to run: model, dataset, fraction (and its path tag), trial, position, seed.
+
+    Sampled from the config's seed alone, so the workflow's DAG is static and the same config
+    always gives the same trials.
+    """
+    failures = config["failures"]
+    rows = []
+    for exp in experiments(config):
+        specs = plan_trials(
+            int(failures["n_trials"]),
+            [float(f) for f in failures["fractions"]],
+            (float(failures["window"][0]), float(failures["window"][1])),
+            int(config["seed"]),
+            key=f"{exp.model}/{exp.dataset}",
+        )
+        rows += [
+            {
+                "model": exp.model,
+                "dataset": exp.dataset,
+                "fraction": fraction_tag(s.fraction),
+                "failure_fraction": s.fraction,
+                "trial": s.trial,
+                "position": s.position,
+                "seed": s.seed,
+            }
+            for s in specs
+        ]
+    return pd.DataFrame(rows)
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for anything the schema cannot catch."""
+    experiments(config)
+    trial_settings(config)
+    lo, hi = config["failures"]["window"]
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ConfigError(f"failures.window: need 0 <= start < end <= 1, got {[lo, hi]}")
+    n_nodes = int(config["failures"]["n_nodes"])
+    for f in config["failures"]["fractions"]:
+        if not 0 < f <= 1:
+            raise ConfigError(f"failures.fractions: {f} is not in (0, 1]")
+        if round(f * n_nodes) < 1:
+            raise ConfigError(f"failures.fractions: {f} of {n_nodes} nodes is less than one node")

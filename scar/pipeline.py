@@ -1,0 +1,215 @@
+"""The evaluation's stages as plain functions over files: what each workflow rule runs.
+
+Every stage reads its inputs, computes through the package and writes its outputs atomically,
+so an interrupted workflow resumes without redoing (or trusting) half-written results. The
+workflow scripts in ``workflow/scripts/`` only unpack Snakemake's arguments and call these.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from scar._atomic import atomic_write
+from scar.analysis import headline, summarize
+from scar.datasets import Dataset, load_dataset
+from scar.models import make_model
+from scar.plots import plot_baselines, plot_rework_by_strategy, plot_rework_vs_perturbation
+from scar.trajectory import Baseline, run_baseline
+from scar.trials import TrialSettings, TrialSpec, run_trial, trials_frame
+
+log = logging.getLogger("scar")
+
+PathLike = str | os.PathLike
+
+
+def write_csv(frame: pd.DataFrame, path: PathLike) -> None:
+    with atomic_write(path, "w") as fh:
+        frame.to_csv(fh, index=False)
+
+
+def write_json(obj: Any, path: PathLike) -> None:
+    with atomic_write(path, "w") as fh:
+        json.dump(obj, fh, indent=2, default=float)
+        fh.write("\n")
+
+
+def prepare_dataset(name: str, settings: Mapping[str, Any], seed: int, out: PathLike) -> Dataset:
+    """Load dataset ``name`` as configured (source, max_samples, options) and save it."""
+    ds = load_dataset(
+        name,
+        settings.get("source", "embedded"),
+        max_samples=settings.get("max_samples"),
+        seed=seed,
+        **(settings.get("options") or {}),
+    )
+    ds.save(out)
+    log.info("dataset %s: %s (%s), arrays %s", name, ds.description, ds.source, {k: v.shape for k, v in ds.arrays.items()})
+    return ds
+
+
+def train_baseline(
+    model_name: str,
+    params: Mapping[str, Any],
+    dataset_path: PathLike,
+    out: PathLike,
+    summary_out: PathLike,
+    *,
+    max_iters: int,
+    tol: float,
+    final_window: int,
+    seed: int,
+    threads: int = 1,
+    progress: bool = True,
+) -> Baseline:
+    """Train the unperturbed run, save it (``out``, .npz) and a JSON summary of it."""
+    model = make_model(model_name, dict(params))
+    dataset = Dataset.load(dataset_path)
+    data = model.prepare(dataset)
+    bar = tqdm(total=max_iters, desc=f"baseline {model_name}/{dataset.name}", unit="it", file=sys.stderr, disable=not progress)
+
+    def tick(k: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(objective=f"{loss:.5g}", refresh=False)
+
+    t0 = time.perf_counter()
+    with threadpool_limits(threads):
+        baseline = run_baseline(model, data, seed=seed, max_iters=max_iters, tol=tol, final_window=final_window, progress=tick)
+    bar.close()
+    baseline.info = {"dataset": dataset.name, "dataset_label": dataset.label, "data_source": dataset.source, "params": dict(params)}
+    baseline.save(out)
+    fit = baseline.contraction
+    summary = {
+        "model": model_name,
+        "dataset": dataset.name,
+        "dataset_label": dataset.label,
+        "data_source": dataset.source,
+        "dataset_description": dataset.description,
+        "iteration": type(model).iteration,
+        "objective": type(model).objective_name,
+        "params": dict(params),
+        "seed": seed,
+        "max_iters": max_iters,
+        "tol": tol,
+        "loss_0": float(baseline.losses[0]),
+        "loss_final": baseline.loss_final,
+        "target": baseline.target,
+        "k_base": baseline.k_base,
+        "c_hat": fit.c if fit else None,
+        "c_fit_r2": fit.r2 if fit else None,
+        "initial_distance_hat": fit.initial_distance if fit else None,
+        "seconds_per_iteration": baseline.seconds_per_iteration,
+        "wall_seconds": time.perf_counter() - t0,
+        "objective_curve": [float(x) for x in baseline.losses],
+    }
+    write_json(summary, summary_out)
+    log.info("baseline %s/%s: K_base=%d, target=%.6g, c_hat=%s", model_name, dataset.name, baseline.k_base, baseline.target, summary["c_hat"])
+    return baseline
+
+
+def run_trials(
+    model_name: str,
+    params: Mapping[str, Any],
+    dataset_path: PathLike,
+    baseline_path: PathLike,
+    specs: Sequence[TrialSpec],
+    settings: TrialSettings,
+    out: PathLike,
+    *,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Run the failure trials ``specs`` under every strategy and write their rows (CSV)."""
+    model = make_model(model_name, dict(params))
+    dataset = Dataset.load(dataset_path)
+    data = model.prepare(dataset)
+    baseline = Baseline.load(baseline_path)
+    rows: list[dict[str, Any]] = []
+    with threadpool_limits(threads):
+        for spec in specs:
+            t0 = time.perf_counter()
+            rows += run_trial(
+                model, data, baseline, spec, settings,
+                dataset=dataset.name, dataset_label=dataset.label, data_source=dataset.source,
+            )  # fmt: skip
+            log.info("trial %d (f=%g) done in %.2fs", spec.trial, spec.fraction, time.perf_counter() - t0)
+    frame = trials_frame(rows)
+    write_csv(frame, out)
+    return frame
+
+
+def aggregate(
+    trial_files: Sequence[PathLike],
+    baseline_summaries: Sequence[PathLike],
+    *,
+    trials_out: PathLike,
+    summary_out: PathLike,
+    headline_out: PathLike,
+    baselines_out: PathLike,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Concatenate the trial tables and write the summary, the headline and the baselines table."""
+    if not trial_files:
+        raise ValueError("no trial result files to aggregate")
+    trials = pd.concat([pd.read_csv(f) for f in trial_files], ignore_index=True)
+    trials = trials.sort_values(["model", "dataset", "failure_fraction", "trial", "strategy", "r"], kind="stable")
+    write_csv(trials, trials_out)
+    summary = summarize(trials, seed=seed)
+    write_csv(summary, summary_out)
+    write_csv(headline(summary), headline_out)
+    base = pd.DataFrame([_baseline_row(json.loads(Path(p).read_text())) for p in baseline_summaries])
+    write_csv(base, baselines_out)
+    return summary
+
+
+def _baseline_row(s: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in s.items() if k not in ("objective_curve", "params")} | {"params": json.dumps(s["params"])}
+
+
+def make_figures(
+    trials_csv: PathLike,
+    baseline_summaries: Sequence[PathLike],
+    *,
+    by_strategy_out: PathLike,
+    vs_perturbation_out: PathLike,
+    baselines_out: PathLike,
+) -> None:
+    """Write the evaluation's figures."""
+    trials = pd.read_csv(trials_csv)
+    plot_rework_by_strategy(trials, by_strategy_out)
+    plot_rework_vs_perturbation(trials, vs_perturbation_out)
+    curves = []
+    for p in baseline_summaries:
+        s = json.loads(Path(p).read_text())
+        n = len(s["objective_curve"])
+        curves.append(
+            pd.DataFrame(
+                {
+                    "experiment": f"{s['model']} / {s['dataset_label']}",
+                    "iteration": np.arange(n),
+                    "objective": s["objective_curve"],
+                    "target": s["target"],
+                    "k_base": s["k_base"],
+                }
+            )
+        )
+    plot_baselines(pd.concat(curves, ignore_index=True), baselines_out)
+
+
+def setup_logging(log_file: PathLike | None = None) -> None:
+    """Log the package's messages to ``log_file`` (a rule's log) and to stderr."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)

@@ -1,0 +1,115 @@
+"""Figures of the evaluation (seaborn). Each function takes the tidy trial table and writes one
+PNG; nothing here computes a statistic the tables do not also hold."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window (CI, cluster nodes)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from scar._atomic import atomic_write  # noqa: E402
+
+STRATEGY_ORDER = ["traditional", "full_partial", "round_robin_partial", "random_partial", "scar"]
+
+
+def strategy_label(strategy: str, r: float) -> str:
+    """``scar (r=1/4)`` for fractional policies, the bare name for full checkpoints."""
+    if strategy in ("traditional", "full_partial") or r == 1.0:
+        return strategy
+    return f"{strategy} (r={Fraction(r).limit_denominator(1000)})"
+
+
+def _with_labels(trials: pd.DataFrame) -> pd.DataFrame:
+    df = trials.copy()
+    df["strategy (r)"] = [strategy_label(s, r) for s, r in zip(df["strategy"], df["r"])]
+    df["experiment"] = df["model"] + " / " + df["dataset_label"]
+    df["failure fraction"] = [str(Fraction(f).limit_denominator(1000)) for f in df["failure_fraction"]]
+    return df
+
+
+def _label_order(df: pd.DataFrame) -> list[str]:
+    rank = {s: i for i, s in enumerate(STRATEGY_ORDER)}
+    pairs = df[["strategy", "r", "strategy (r)"]].drop_duplicates()
+    pairs = pairs.assign(rank=pairs["strategy"].map(lambda s: rank.get(s, len(rank))))
+    return list(pairs.sort_values(["rank", "r"], ascending=[True, False])["strategy (r)"])
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_rework_by_strategy(trials: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Mean rework (95% CI over trials) per strategy and failure fraction, one panel per
+    model and dataset."""
+    df = _with_labels(trials)
+    grid = sns.catplot(
+        data=df, kind="bar", x="failure fraction", y="rework", hue="strategy (r)", col="experiment",
+        hue_order=_label_order(df), order=sorted(df["failure fraction"].unique(), key=lambda s: float(Fraction(s))),
+        errorbar=("ci", 95), col_wrap=min(3, df["experiment"].nunique()), height=3.6, aspect=1.3,
+        palette="colorblind", sharey=False,
+    )  # fmt: skip
+    grid.set_axis_labels("fraction of server nodes lost", "rework (extra iterations)")
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle("Rework after a partial failure, by recovery strategy (mean, 95% CI)", y=1.03)
+    _save(grid.figure, path)
+
+
+def plot_rework_vs_perturbation(trials: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Left: rework against the perturbation norm ||x_recovered - x_T||. Right: measured rework
+    against the worst-case bound; points on or under the diagonal are trials where it held."""
+    df = _with_labels(trials)
+    order = _label_order(df)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    positive = df[df["perturbation_norm"] > 0]
+    sns.scatterplot(
+        data=positive, x="perturbation_norm", y="rework", hue="strategy (r)", hue_order=order, style="experiment",
+        palette="colorblind", alpha=0.7, ax=ax1,
+    )  # fmt: skip
+    ax1.set_xscale("log")
+    ax1.set_xlabel("perturbation norm ||x_recovered - x_T|| (log scale)")
+    ax1.set_ylabel("rework (extra iterations)")
+    ax1.set_title("Rework grows with the perturbation recovery causes")
+    zero = int((df["perturbation_norm"] == 0).sum())
+    if zero:
+        ax1.text(0.01, 0.98, f"{zero} runs with zero perturbation not shown", transform=ax1.transAxes, va="top", fontsize=8)
+    bounded = df[np.isfinite(df["bound"])]
+    sns.scatterplot(
+        data=bounded, x="bound", y="rework", hue="strategy (r)", hue_order=order, palette="colorblind",
+        alpha=0.7, ax=ax2, legend=False,
+    )  # fmt: skip
+    if len(bounded):
+        top = float(max(bounded["bound"].max(), bounded["rework"].max(), 1.0))
+        ax2.plot([0, top], [0, top], color="0.4", lw=1, ls="--", label="rework = bound")
+        held = (bounded["rework"] <= np.ceil(bounded["bound"] - 1e-9)).mean()
+        ax2.set_title(f"Measured rework vs the bound (held in {held:.0%} of runs)")
+        ax2.legend(loc="upper left")
+    ax2.set_xlabel("bound log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||)), c estimated")
+    ax2.set_ylabel("measured rework")
+    _save(fig, path)
+
+
+def plot_baselines(curves: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Objective of each baseline run against iteration, with its target and K_base."""
+    experiments = list(curves["experiment"].unique())
+    fig, axes = plt.subplots(1, len(experiments), figsize=(5.5 * len(experiments), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], experiments):
+        c = curves[curves["experiment"] == name]
+        ax.plot(c["iteration"], c["objective"], lw=1.5)
+        target, k_base = float(c["target"].iloc[0]), int(c["k_base"].iloc[0])
+        ax.axhline(target, color="C3", ls="--", lw=1, label=f"target {target:.4g}")
+        ax.axvline(k_base, color="C2", ls=":", lw=1, label=f"K_base = {k_base}")
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("training objective (log scale)")
+        ax.set_title(name)
+        ax.legend()
+    _save(fig, path)

@@ -1,0 +1,393 @@
+"""Tests of the checkpoint policies and the Checkpointer (scar.policies)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from scar.blocks import BlockLayout
+from scar.policies import (
+    CHECKPOINT_POLICIES,
+    Checkpointer,
+    FullCheckpoint,
+    PriorityCheckpoint,
+    RandomCheckpoint,
+    RoundRobinCheckpoint,
+    make_checkpoint_policy,
+)
+from scar.stores import Checkpoint, InMemoryStore
+
+POLICY_NAMES = ("full", "priority", "round_robin", "random")
+
+
+class RecordingStore(InMemoryStore):
+    """An in-memory store that also logs every write (iteration, rows, bytes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[int, dict[str, np.ndarray] | None, int]] = []
+
+    def write(self, iteration, arrays, rows=None):
+        n = super().write(iteration, arrays, rows)
+        logged_rows = None if rows is None else {k: np.array(v, copy=True) for k, v in rows.items()}
+        self.log.append((iteration, logged_rows, n))
+        return n
+
+
+def _image(values: dict[str, np.ndarray], saved_at: dict[str, np.ndarray] | None = None) -> Checkpoint:
+    if saved_at is None:
+        saved_at = {n: np.zeros(v.shape[0], dtype=np.int64) for n, v in values.items()}
+    return Checkpoint(values={n: v.copy() for n, v in values.items()}, saved_at=saved_at)
+
+
+# --------------------------------------------------------------------------------------------
+# The I/O budget, as a property over random layouts, schedules and trajectories.
+
+
+@st.composite
+def _scenarios(draw):
+    n_arrays = draw(st.integers(1, 3))
+    shapes = [(draw(st.integers(1, 8)), draw(st.integers(1, 5))) for _ in range(n_arrays)]
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    r = draw(st.sampled_from([Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)]))
+    every = draw(st.integers(1, 4))  # r * C
+    C = int(every / r)
+    n_iters = draw(st.integers(1, 40))
+    policy = draw(st.sampled_from(POLICY_NAMES))
+    seed = draw(st.integers(0, 2**32 - 1))
+    # A block wider than one save's budget is a configuration error (tested on its own below).
+    n_params = sum(rows * width for rows, width in shapes)
+    assume(max(width for _, width in shapes) <= int(r * n_params))
+    return shapes, dtype, float(r), C, n_iters, policy, seed
+
+
+def _random_walk(shapes, dtype, n_iters, seed):
+    """x_0, x_1, ..., x_n: each step moves a random subset of rows by random amounts."""
+    rng = np.random.default_rng(seed)
+    x = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
+    out = [{n: a.copy() for n, a in x.items()}]
+    for _ in range(n_iters):
+        for n, a in x.items():
+            moving = rng.random(a.shape[0]) < 0.6
+            a[moving] += (rng.standard_normal((int(moving.sum()), a.shape[1])) * rng.exponential(1.0)).astype(dtype)
+        out.append({n: a.copy() for n, a in x.items()})
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_scenarios())
+def test_policy_never_exceeds_io_budget_and_image_matches_reference(scenario):
+    shapes, dtype, r, C, n_iters, name, seed = scenario
+    traj = _random_walk(shapes, dtype, n_iters, seed)
+    layout = BlockLayout.from_arrays(traj[0])
+    d = layout.n_params
+    itemsize = np.dtype(dtype).itemsize
+    policy = make_checkpoint_policy(name, C, r, seed=seed % 1000)
+    store = RecordingStore()
+    ckpt = Checkpointer(policy, store)
+    ckpt.start(traj[0])
+    assert store.bytes_written == itemsize * d  # the initial full save
+    reference = _image(traj[0])
+    per_save_params = policy.fraction * d  # r * d (full: r is 1)
+    for k in range(1, n_iters + 1):
+        before = store.bytes_written
+        saved = ckpt.after_iteration(k, traj[k])
+        written = store.bytes_written - before
+        assert saved == policy.is_due(k)
+        if not saved:
+            assert written == 0
+        else:
+            assert written <= itemsize * per_save_params + 1e-9
+            iteration, rows, _ = store.log[-1]
+            assert iteration == k and rows is not None
+            for n, idx in rows.items():
+                reference.values[n][idx] = traj[k][n][idx]
+                reference.saved_at[n][idx] = k
+        total = store.bytes_written
+        # On average d parameters per C iterations, never ahead of that schedule:
+        # total <= itemsize * d * (1 + k / C), compared exactly in integers.
+        assert total * C <= itemsize * d * (C + k)
+        if k % C == 0:
+            # At the end of each interval, the budget in the brief's form holds exactly.
+            assert total <= itemsize * d * (1 + k // C)
+    # The in-memory image is exactly what a hand replay of the writes gives, and what the store holds.
+    stored = store.read()
+    for n in layout.names:
+        np.testing.assert_array_equal(ckpt.image.values[n], reference.values[n])
+        np.testing.assert_array_equal(ckpt.image.saved_at[n], reference.saved_at[n])
+        np.testing.assert_array_equal(stored.values[n], reference.values[n])
+        np.testing.assert_array_equal(stored.saved_at[n], reference.saved_at[n])
+    assert ckpt.bytes_written == store.bytes_written
+
+
+def test_budget_in_floor_form_does_not_hold_between_full_intervals():
+    """Documents why the property above uses k / C (not floor(k / C)) between interval ends:
+    with r = 1/2 and C = 4, the saves at 2, 4, 6 write 1.5 d by iteration 6, which is within
+    d per C on average but above floor(6 / 4) * d."""
+    x = {"w": np.arange(8.0).reshape(4, 2)}
+    ckpt = Checkpointer(make_checkpoint_policy("round_robin", 4, 0.5))
+    ckpt.start(x)
+    for k in range(1, 7):
+        ckpt.after_iteration(k, x)
+    itemsize, d = 8, 8
+    assert ckpt.bytes_written == itemsize * d * 2.5
+    assert ckpt.bytes_written * 4 <= itemsize * d * (4 + 6)
+
+
+# --------------------------------------------------------------------------------------------
+# Priority
+
+
+def _equal_width_case():
+    """8 blocks of width 2; current - saved has a known norm per block."""
+    saved = {"w": np.zeros((8, 2))}
+    change = np.array([1.0, 5.0, 2.0, 7.0, 0.0, 3.0, 6.0, 4.0])
+    current = {"w": np.stack([change * 0.6, change * 0.8], axis=1)}  # row norm = change
+    return saved, current, change
+
+
+@pytest.mark.parametrize("r, expected", [(0.125, [3]), (0.25, [3, 6]), (0.5, [1, 3, 6, 7]), (1.0, list(range(8)))])
+def test_priority_picks_largest_changes(r, expected):
+    saved, current, _ = _equal_width_case()
+    layout = BlockLayout.from_arrays(current)
+    policy = PriorityCheckpoint(8, r)
+    mask = policy.select(8, layout, current, _image(saved))
+    np.testing.assert_array_equal(np.flatnonzero(mask), expected)
+
+
+def test_priority_change_is_measured_against_the_saved_value_not_zero():
+    # Block 0 is far from 0 but equal to its saved value; block 1 moved a little.
+    saved = {"w": np.array([[100.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])}
+    current = {"w": saved["w"].copy()}
+    current["w"][1] += 0.5
+    current["w"][3] -= 0.1
+    layout = BlockLayout.from_arrays(current)
+    mask = PriorityCheckpoint(4, 0.25).select(4, layout, current, _image(saved))
+    np.testing.assert_array_equal(np.flatnonzero(mask), [1])
+    mask = PriorityCheckpoint(4, 0.5).select(4, layout, current, _image(saved))
+    np.testing.assert_array_equal(np.flatnonzero(mask), [1, 3])
+
+
+def test_priority_ties_go_to_the_oldest_save_then_lowest_id():
+    saved = {"w": np.zeros((8, 1))}
+    current = {"w": np.array([[1.0], [3.0], [3.0], [3.0], [0.0], [3.0], [-3.0], [2.0]])}
+    saved_at = {"w": np.array([0, 5, 2, 7, 0, 2, 1, 0], dtype=np.int64)}
+    layout = BlockLayout.from_arrays(current)
+    # Change 3 for blocks 1, 2, 3, 5, 6 with last saves 5, 2, 7, 2, 1.
+    mask = PriorityCheckpoint(8, 0.25).select(8, layout, current, _image(saved, saved_at))
+    np.testing.assert_array_equal(np.flatnonzero(mask), [2, 6])  # saved at 1, then 2 (lower id of 2, 5)
+    mask = PriorityCheckpoint(8, 0.375).select(8, layout, current, _image(saved, saved_at))
+    np.testing.assert_array_equal(np.flatnonzero(mask), [2, 5, 6])
+
+
+def test_priority_through_checkpointer_resets_after_a_save():
+    # 4 blocks of width 1; r = 1/4 -> one block per save; C = 4 -> a save every iteration.
+    x = {"w": np.zeros((4, 1))}
+    ckpt = Checkpointer(PriorityCheckpoint(4, 0.25))
+    ckpt.start(x)
+    picks = []
+    moves = [
+        {0: 10.0, 1: 5.0},  # 1: block 0 moved most
+        {},  # 2: block 0 is saved; block 1 still 5 away from its save
+        {0: 1.0, 2: 0.5},  # 3: block 0 moved 1 since its save, block 2 0.5
+        {3: 0.25},  # 4: block 2 (0.5) beats block 3 (0.25)
+    ]
+    for k, move in enumerate(moves, start=1):
+        for i, v in move.items():
+            x["w"][i] += v
+        before = ckpt.image.saved_at["w"].copy()
+        assert ckpt.after_iteration(k, x)
+        picks.append(int(np.flatnonzero(ckpt.image.saved_at["w"] != before)[0]))
+    assert picks == [0, 1, 0, 2]
+    np.testing.assert_array_equal(ckpt.image.saved_at["w"], [3, 2, 4, 0])
+    np.testing.assert_array_equal(ckpt.image.values["w"][:, 0], [11.0, 5.0, 0.5, 0.0])
+
+
+# --------------------------------------------------------------------------------------------
+# Round robin and random
+
+
+def test_round_robin_cycles_through_all_blocks():
+    x = {"a": np.zeros((5, 2)), "b": np.zeros((3, 2))}  # 8 blocks of width 2
+    layout = BlockLayout.from_arrays(x)
+    policy = RoundRobinCheckpoint(8, 0.25)  # 2 blocks per save
+    image = _image(x)
+    picks = [tuple(np.flatnonzero(policy.select(k, layout, x, image))) for k in range(2, 20, 2)]
+    assert picks[:5] == [(0, 1), (2, 3), (4, 5), (6, 7), (0, 1)]
+    assert picks[4:] == picks[: len(picks) - 4]
+
+
+def test_round_robin_covers_every_block_with_uneven_budget():
+    x = {"w": np.zeros((7, 1))}  # 7 blocks of width 1
+    layout = BlockLayout.from_arrays(x)
+    policy = RoundRobinCheckpoint(4, 0.5)  # budget floor(3.5) = 3 blocks: the cycle wraps mid-save
+    image = _image(x)
+    seen = []
+    for k in range(7):
+        mask = policy.select(k, layout, x, image)
+        assert mask.sum() == 3
+        seen.extend(np.flatnonzero(mask).tolist())
+    # 21 picks over 7 blocks: each block exactly 3 times.
+    np.testing.assert_array_equal(np.bincount(seen, minlength=7), [3] * 7)
+
+
+def test_round_robin_state_dict_round_trip():
+    x = {"w": np.zeros((8, 3))}
+    layout = BlockLayout.from_arrays(x)
+    image = _image(x)
+    a = RoundRobinCheckpoint(8, 0.25)
+    for k in (2, 4, 6):
+        a.select(k, layout, x, image)
+    state = a.state_dict()
+    assert state == {"next": 6}
+    b = RoundRobinCheckpoint(8, 0.25)
+    b.load_state_dict(state)
+    for k in (8, 10, 12):
+        np.testing.assert_array_equal(a.select(k, layout, x, image), b.select(k, layout, x, image))
+    # A fresh policy starts over at block 0 instead.
+    np.testing.assert_array_equal(np.flatnonzero(RoundRobinCheckpoint(8, 0.25).select(2, layout, x, image)), [0, 1])
+
+
+def test_stateless_policies_have_empty_state():
+    for cls in (FullCheckpoint, PriorityCheckpoint, RandomCheckpoint):
+        p = cls(8, 0.5)
+        assert p.state_dict() == {}
+        p.load_state_dict({})
+
+
+def test_random_is_seeded_by_iteration():
+    x = {"w": np.zeros((16, 2))}
+    layout = BlockLayout.from_arrays(x)
+    image = _image(x)
+    p = RandomCheckpoint(8, 0.25, seed=5)
+    first = {k: p.select(k, layout, x, image) for k in (2, 4, 6, 8)}
+    # Same k, same pick, whatever was called in between and on a new instance.
+    q = RandomCheckpoint(8, 0.25, seed=5)
+    for k in (8, 2, 6, 4):
+        np.testing.assert_array_equal(q.select(k, layout, x, image), first[k])
+        np.testing.assert_array_equal(p.select(k, layout, x, image), first[k])
+    for m in first.values():
+        assert m.sum() == 4  # r * 16 blocks of equal width
+    assert len({tuple(np.flatnonzero(m)) for m in first.values()}) > 1  # varies with k
+    other = RandomCheckpoint(8, 0.25, seed=6)
+    assert any(not np.array_equal(other.select(k, layout, x, image), first[k]) for k in first)
+
+
+def test_make_checkpoint_policy_builds_each_kind():
+    assert set(CHECKPOINT_POLICIES) == set(POLICY_NAMES)
+    for name in POLICY_NAMES:
+        p = make_checkpoint_policy(name, 8, 0.25, seed=3)
+        assert p.name == name and type(p) is CHECKPOINT_POLICIES[name]
+    assert make_checkpoint_policy("random", 8, 0.25, seed=3).seed == 3
+    full = make_checkpoint_policy("full", 8, 0.25)
+    assert full.fraction == 1.0 and full.save_every == 8
+
+
+# --------------------------------------------------------------------------------------------
+# The Checkpointer image
+
+
+def test_checkpointer_image_and_saved_at_round_robin():
+    rng = np.random.default_rng(0)
+    traj = [{"a": rng.standard_normal((4, 3)), "b": rng.standard_normal((4, 3))} for _ in range(13)]
+    store = InMemoryStore()
+    ckpt = Checkpointer(make_checkpoint_policy("round_robin", 8, 0.25), store)  # 2 blocks every 2 its
+    ckpt.start(traj[0])
+    for k in range(1, 13):
+        ckpt.after_iteration(k, traj[k])
+    assert ckpt.n_saves == 1 + 6
+    # Saves at 2, 4, 6, 8, 10, 12 take blocks (0,1), (2,3), (4,5), (6,7), (0,1), (2,3).
+    expected_at = np.array([10, 10, 12, 12, 6, 6, 8, 8])
+    got_at = np.concatenate([ckpt.image.saved_at["a"], ckpt.image.saved_at["b"]])
+    np.testing.assert_array_equal(got_at, expected_at)
+    for i, k in enumerate(expected_at):
+        name, row = ("a", i) if i < 4 else ("b", i - 4)
+        np.testing.assert_array_equal(ckpt.image.values[name][row], traj[k][name][row])
+    stored = store.read()
+    for n in ("a", "b"):
+        np.testing.assert_array_equal(stored.values[n], ckpt.image.values[n])
+        np.testing.assert_array_equal(stored.saved_at[n], ckpt.image.saved_at[n])
+
+
+def test_checkpointer_image_is_a_copy():
+    x = {"w": np.ones((4, 2))}
+    ckpt = Checkpointer(make_checkpoint_policy("full", 2))
+    ckpt.start(x)
+    x["w"] += 1.0
+    np.testing.assert_array_equal(ckpt.image.values["w"], np.ones((4, 2)))
+    ckpt.after_iteration(2, x)
+    x["w"] += 1.0
+    np.testing.assert_array_equal(ckpt.image.values["w"], np.full((4, 2), 2.0))
+    np.testing.assert_array_equal(ckpt.image.saved_at["w"], [2, 2, 2, 2])
+
+
+def test_checkpointer_requires_start():
+    ckpt = Checkpointer(make_checkpoint_policy("full", 2))
+    with pytest.raises(RuntimeError, match="start"):
+        ckpt.after_iteration(2, {"w": np.zeros((2, 2))})
+
+
+def test_checkpointer_skips_iterations_that_are_not_due():
+    x = {"w": np.ones((4, 2))}
+    ckpt = Checkpointer(make_checkpoint_policy("full", 4))
+    ckpt.start(x)
+    assert [ckpt.after_iteration(k, x) for k in range(1, 9)] == [False, False, False, True] * 2
+    assert ckpt.n_saves == 3
+    assert ckpt.bytes_written == 3 * 8 * 8
+
+
+# --------------------------------------------------------------------------------------------
+# Validation and schedule
+
+
+def test_make_checkpoint_policy_unknown_name():
+    with pytest.raises(ValueError, match="unknown checkpoint policy 'lazy'"):
+        make_checkpoint_policy("lazy", 8, 0.5)
+
+
+@pytest.mark.parametrize("name", ["priority", "round_robin", "random"])
+@pytest.mark.parametrize("C, r", [(6, 0.25), (3, 0.5), (4, 0.125), (10, 0.3333)])
+def test_r_times_c_must_be_integral(name, C, r):
+    with pytest.raises(ValueError, match=r"r \* C"):
+        make_checkpoint_policy(name, C, r)
+
+
+@pytest.mark.parametrize("r", [0.0, -0.5, 1.5])
+def test_r_must_be_in_unit_interval(r):
+    with pytest.raises(ValueError, match="fraction r"):
+        make_checkpoint_policy("priority", 8, r)
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+@pytest.mark.parametrize("C", [0, -4, 2.5])
+def test_c_must_be_a_positive_integer(name, C):
+    with pytest.raises(ValueError, match="interval C"):
+        make_checkpoint_policy(name, C, 0.5)
+
+
+@pytest.mark.parametrize(
+    "name, C, r, every",
+    [("full", 8, 0.25, 8), ("priority", 8, 0.25, 2), ("round_robin", 8, 0.5, 4), ("random", 8, 0.125, 1),
+     ("priority", 6, 1 / 3, 2), ("priority", 5, 1.0, 5)],
+)  # fmt: skip
+def test_is_due_schedule(name, C, r, every):
+    p = make_checkpoint_policy(name, C, r)
+    assert p.save_every == every
+    assert not p.is_due(0)
+    due = [k for k in range(0, 50) if p.is_due(k)]
+    assert due == list(range(every, 50, every))
+    # Full saves at multiples of C are always due.
+    assert all(p.is_due(k) for k in range(C, 50, C))
+
+
+@pytest.mark.parametrize("name", ["priority", "round_robin", "random"])
+def test_a_block_wider_than_the_budget_is_an_error_not_a_stall(name):
+    params = {"wide": np.zeros((1, 10)), "narrow": np.zeros((1, 1))}
+    ckpt = Checkpointer(make_checkpoint_policy(name, 8, 0.125))
+    ckpt.start(params)
+    with pytest.raises(ValueError, match="largest block"):
+        ckpt.after_iteration(1, params)

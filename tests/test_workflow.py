@@ -1,0 +1,113 @@
+"""The Snakemake workflow end to end, on a tiny config, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, SNAKEFILE, run_snakemake
+from scar.trials import TRIAL_COLUMNS
+
+pytestmark = pytest.mark.slow
+
+TABLES = ("trials", "summary", "headline", "baselines")
+FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "baselines")
+
+
+def _jobs(output: str) -> dict[str, int]:
+    """Job counts from Snakemake's 'Job stats' table."""
+    stats = output.split("Job stats:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def _interrupt_after_trials(workdir: Path, config: Path, n_done: int, timeout: float = 300) -> list[Path]:
+    """Start the workflow, press Ctrl-C (SIGINT to its process group) once ``n_done`` trial
+    results exist, and return the trial results left after the interrupt. With one core at
+    most one job is in flight when interrupted: Snakemake marks its output incomplete even if
+    it was already written, and reruns it."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", "1", "--configfile", str(config)]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while len(sorted((workdir / "results" / "trials").rglob("*.csv"))) < n_done:
+            assert proc.poll() is None, "the workflow ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no trial results appeared in time"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return sorted((workdir / "results" / "trials").rglob("*.csv"))
+
+
+def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
+    config = REPO / "tests" / "configs" / "tiny.yaml"
+    results = tmp_path / "results"
+    done = _interrupt_after_trials(tmp_path, config, n_done=2)
+    assert 0 < len(done) < 4
+    assert not (results / "tables" / "trials.csv").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in done}
+
+    # Resume: finished trials are kept as they are; only the rest run.
+    proc = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(config))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = _jobs(proc.stdout + proc.stderr)
+    kept = [p for p, t in stamps.items() if p.stat().st_mtime_ns == t]
+    assert len(kept) >= max(1, len(stamps) - 1)
+    assert jobs.get("run_trial", 0) == 4 - len(kept)
+
+    for name in TABLES:
+        assert (results / "tables" / f"{name}.csv").stat().st_size > 0
+    for name in FIGURES:
+        png = results / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    trials = pd.read_csv(results / "tables" / "trials.csv")
+    assert list(trials.columns) == list(TRIAL_COLUMNS)
+    # 2 positions x 2 fractions, each under 5 strategies (one r).
+    assert len(trials) == 2 * 2 * 5
+    assert set(trials["strategy"]) == {"traditional", "scar", "full_partial", "round_robin_partial", "random_partial"}
+    assert trials["rework"].notna().all()
+    assert (trials.loc[trials["recovery_policy"] == "full", "r"] == 1.0).all()
+    assert (trials["failure_iteration"] >= 1).all()
+    assert (trials["failure_iteration"] < trials["k_base"]).all()
+
+    summary = pd.read_csv(results / "tables" / "summary.csv")
+    for col in ("rework_mean", "rework_ci_low", "rework_ci_high", "reduction", "n_censored"):
+        assert col in summary.columns
+    trad = summary[summary["strategy"] == "traditional"]
+    assert (trad["reduction"].isna() | (trad["reduction"] == 0)).all()
+
+    # The HTML report holds the figures and tables.
+    report = results / "report.html"
+    proc = run_snakemake(tmp_path, "--configfile", str(config), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert report.stat().st_size > 10_000
+
+    # A second run from scratch gives the same numbers (seeded end to end).
+    other = tmp_path / "again"
+    other.mkdir()
+    proc = run_snakemake(other, "--cores", "2", "--configfile", str(config))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    pd.testing.assert_frame_equal(trials, pd.read_csv(other / "results" / "tables" / "trials.csv"))
+
+
+def test_paper_config_dry_run_builds_its_dag(tmp_path):
+    t0 = time.perf_counter()
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper.yaml"), timeout=300)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = _jobs(proc.stdout + proc.stderr)
+    # 2 datasets x 100 positions x 3 fractions.
+    assert jobs["run_trial"] == 600
+    assert jobs["train_baseline"] == 2
+    print(f"paper config dry run: {elapsed:.1f}s for {jobs['total']} jobs")

@@ -1,0 +1,21 @@
+rule train_baseline:
+    input:
+        dataset="results/data/{dataset}.npz",
+    output:
+        baseline="results/baseline/{model}/{dataset}/baseline.npz",
+        summary="results/baseline/{model}/{dataset}/summary.json",
+    log:
+        "results/logs/train_baseline/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/train_baseline/{model}/{dataset}.tsv"
+    params:
+        experiment=experiment,
+        tol=config["baseline"]["tol"],
+        final_window=config["baseline"]["final_window"],
+        seed=config["seed"],
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/train_baseline.py"

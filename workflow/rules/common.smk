@@ -1,0 +1,62 @@
+import scar.config as scar_config
+from scar.trials import TrialSpec
+from snakemake.exceptions import WorkflowError
+
+try:
+    scar_config.check(config)
+except scar_config.ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+EXPERIMENTS = {(e.model, e.dataset): e for e in scar_config.experiments(config)}
+TRIALS = scar_config.trial_table(config)
+SETTINGS = scar_config.trial_settings(config)
+THREADS = config.get("threads", 1)
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9_\-]+",
+    dataset=r"[A-Za-z0-9_\-]+",
+    fraction=r"[0-9.e\-]+",
+    trial=r"\d+",
+
+
+def experiment(wildcards):
+    """The configured (model, dataset) pair of a job."""
+    return EXPERIMENTS[(wildcards.model, wildcards.dataset)]
+
+
+def trial_spec(wildcards):
+    """The sampled failure of a trial job."""
+    row = TRIALS[
+        (TRIALS.model == wildcards.model)
+        & (TRIALS.dataset == wildcards.dataset)
+        & (TRIALS.fraction == wildcards.fraction)
+        & (TRIALS.trial == int(wildcards.trial))
+    ].iloc[0]
+    return TrialSpec(int(row.trial), float(row.position), float(row.failure_fraction), int(row.seed))
+
+
+def trial_results():
+    """Every trial's result table."""
+    return [
+        f"results/trials/{r.model}/{r.dataset}/f{r.fraction}/trial{r.trial}.csv"
+        for r in TRIALS.itertuples()
+    ]
+
+
+def baseline_summaries():
+    """Every baseline's JSON summary."""
+    return [f"results/baseline/{m}/{d}/summary.json" for m, d in EXPERIMENTS]
+
+
+def final_outputs():
+    """What `rule all` asks for: the tables and figures."""
+    return [
+        "results/tables/trials.csv",
+        "results/tables/summary.csv",
+        "results/tables/headline.csv",
+        "results/tables/baselines.csv",
+        "results/figures/rework_by_strategy.png",
+        "results/figures/rework_vs_perturbation.png",
+        "results/figures/baselines.png",
+    ]

@@ -1,0 +1,13 @@
+# Thin wrapper: rule aggregate -> scar.pipeline.aggregate
+from scar.pipeline import aggregate, setup_logging
+
+setup_logging(snakemake.log[0])
+aggregate(
+    snakemake.input.trials,
+    snakemake.input.baselines,
+    trials_out=snakemake.output.trials,
+    summary_out=snakemake.output.summary,
+    headline_out=snakemake.output.headline,
+    baselines_out=snakemake.output.baselines,
+    seed=snakemake.params.seed,
+)

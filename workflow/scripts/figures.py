@@ -1,0 +1,11 @@
+# Thin wrapper: rule figures -> scar.pipeline.make_figures
+from scar.pipeline import make_figures, setup_logging
+
+setup_logging(snakemake.log[0])
+make_figures(
+    snakemake.input.trials,
+    snakemake.input.baselines,
+    by_strategy_out=snakemake.output.by_strategy,
+    vs_perturbation_out=snakemake.output.vs_perturbation,
+    baselines_out=snakemake.output.baselines,
+)

@@ -1,0 +1,15 @@
+# Thin wrapper: rule run_trial -> scar.pipeline.run_trials
+from scar.pipeline import run_trials, setup_logging
+
+setup_logging(snakemake.log[0])
+exp = snakemake.params.experiment
+run_trials(
+    exp.model,
+    exp.params,
+    snakemake.input.dataset,
+    snakemake.input.baseline,
+    [snakemake.params.spec],
+    snakemake.params.settings,
+    snakemake.output[0],
+    threads=snakemake.threads,
+)
