@@ -75,6 +75,9 @@ def plot_rework_vs_perturbation(trials: pd.DataFrame, path: str | os.PathLike) -
         palette="colorblind", alpha=0.7, ax=ax1,
     )  # fmt: skip
     ax1.set_xscale("log")
+    if ax1.get_legend() is not None:
+        # Below both panels: inside the axes it hides the points.
+        sns.move_legend(ax1, "upper center", bbox_to_anchor=(1.1, -0.15), ncol=4, frameon=False, title=None)
     ax1.set_xlabel("perturbation norm ||x_recovered - x_T|| (log scale)")
     ax1.set_ylabel("rework (extra iterations)")
     ax1.set_title("Rework grows with the perturbation recovery causes")
