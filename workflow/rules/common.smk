@@ -13,13 +13,6 @@ SETTINGS = scar_config.trial_settings(config)
 THREADS = config.get("threads", 1)
 
 
-wildcard_constraints:
-    model=r"[A-Za-z0-9_\-]+",
-    dataset=r"[A-Za-z0-9_\-]+",
-    fraction=r"[0-9.e\-]+",
-    trial=r"\d+",
-
-
 def experiment(wildcards):
     """The configured (model, dataset) pair of a job."""
     return EXPERIMENTS[(wildcards.model, wildcards.dataset)]
