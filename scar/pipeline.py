@@ -24,7 +24,7 @@ from tqdm import tqdm
 from scar._atomic import atomic_write
 from scar.analysis import headline, summarize
 from scar.datasets import Dataset, load_dataset
-from scar.models import make_model
+from scar.models import Model, make_model
 from scar.plots import plot_baselines, plot_rework_by_strategy, plot_rework_vs_perturbation
 from scar.trajectory import Baseline, run_baseline
 from scar.trials import TrialSettings, TrialSpec, run_trial, trials_frame
@@ -59,6 +59,12 @@ def prepare_dataset(name: str, settings: Mapping[str, Any], seed: int, out: Path
     return ds
 
 
+def _model_and_data(model_name: str, params: Mapping[str, Any], dataset_path: PathLike) -> tuple[Model, Dataset, Any]:
+    model = make_model(model_name, dict(params))
+    dataset = Dataset.load(dataset_path)
+    return model, dataset, model.prepare(dataset)
+
+
 def train_baseline(
     model_name: str,
     params: Mapping[str, Any],
@@ -74,9 +80,7 @@ def train_baseline(
     progress: bool = True,
 ) -> Baseline:
     """Train the unperturbed run, save it (``out``, .npz) and a JSON summary of it."""
-    model = make_model(model_name, dict(params))
-    dataset = Dataset.load(dataset_path)
-    data = model.prepare(dataset)
+    model, dataset, data = _model_and_data(model_name, params, dataset_path)
     bar = tqdm(total=max_iters, desc=f"baseline {model_name}/{dataset.name}", unit="it", file=sys.stderr, disable=not progress)
 
     def tick(k: int, loss: float) -> None:
@@ -87,7 +91,12 @@ def train_baseline(
     with threadpool_limits(threads):
         baseline = run_baseline(model, data, seed=seed, max_iters=max_iters, tol=tol, final_window=final_window, progress=tick)
     bar.close()
-    baseline.info = {"dataset": dataset.name, "dataset_label": dataset.label, "data_source": dataset.source, "params": dict(params)}
+    baseline.info = {
+        "dataset": dataset.name,
+        "dataset_label": dataset.label,
+        "data_source": dataset.source,
+        "params": dict(params),
+    }
     baseline.save(out)
     fit = baseline.contraction
     summary = {
@@ -114,7 +123,14 @@ def train_baseline(
         "objective_curve": [float(x) for x in baseline.losses],
     }
     write_json(summary, summary_out)
-    log.info("baseline %s/%s: K_base=%d, target=%.6g, c_hat=%s", model_name, dataset.name, baseline.k_base, baseline.target, summary["c_hat"])
+    log.info(
+        "baseline %s/%s: K_base=%d, target=%.6g, c_hat=%s",
+        model_name,
+        dataset.name,
+        baseline.k_base,
+        baseline.target,
+        summary["c_hat"],
+    )
     return baseline
 
 
@@ -130,9 +146,7 @@ def run_trials(
     threads: int = 1,
 ) -> pd.DataFrame:
     """Run the failure trials ``specs`` under every strategy and write their rows (CSV)."""
-    model = make_model(model_name, dict(params))
-    dataset = Dataset.load(dataset_path)
-    data = model.prepare(dataset)
+    model, dataset, data = _model_and_data(model_name, params, dataset_path)
     baseline = Baseline.load(baseline_path)
     rows: list[dict[str, Any]] = []
     with threadpool_limits(threads):
@@ -212,4 +226,6 @@ def setup_logging(log_file: PathLike | None = None) -> None:
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )

@@ -9,12 +9,12 @@ from fractions import Fraction
 import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window (CI, cluster nodes)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from scar._atomic import atomic_write  # noqa: E402
+from scar._atomic import atomic_write
 
 STRATEGY_ORDER = ["traditional", "full_partial", "round_robin_partial", "random_partial", "scar"]
 

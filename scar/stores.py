@@ -22,7 +22,6 @@ import json
 import os
 import re
 import struct
-
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -194,9 +193,7 @@ class CheckpointStore(ABC):
                 raise ValueError(f"rows of array {name!r} must have an integer dtype, got {idx.dtype}")
             n_rows = a.shape[0]
             if idx.min() < 0 or idx.max() >= n_rows:
-                raise ValueError(
-                    f"rows of array {name!r} out of range [0, {n_rows}): min {idx.min()}, max {idx.max()}"
-                )
+                raise ValueError(f"rows of array {name!r} out of range [0, {n_rows}): min {idx.min()}, max {idx.max()}")
             plan[name] = np.unique(idx).astype(np.int64, copy=False)
         for name in arrays:
             self._check_schema(name, arrays[name])
@@ -211,8 +208,7 @@ class CheckpointStore(ABC):
         a = np.asarray(a)
         if a.shape != shape or a.dtype != dtype:
             raise ValueError(
-                f"array {name!r} has shape {a.shape} and dtype {a.dtype}; "
-                f"the first full save had shape {shape} and dtype {dtype}"
+                f"array {name!r} has shape {a.shape} and dtype {a.dtype}; the first full save had shape {shape} and dtype {dtype}"
             )
 
     @staticmethod
@@ -330,9 +326,7 @@ class DirectoryStore(CheckpointStore):
             self._open_error = e
         else:
             if full is not None:
-                self._schema = {
-                    a["name"]: (tuple(a["shape"]), np.dtype(a["dtype"])) for a in full.header["arrays"]
-                }
+                self._schema = {a["name"]: (tuple(a["shape"]), np.dtype(a["dtype"])) for a in full.header["arrays"]}
 
     def write(
         self,
@@ -348,8 +342,7 @@ class DirectoryStore(CheckpointStore):
             iteration,
             arrays,
             rows,
-            f"partial write before any full save: no full checkpoint record in {self.path}; "
-            "write with rows=None first",
+            f"partial write before any full save: no full checkpoint record in {self.path}; write with rows=None first",
         )
         full = rows is None
         seq = self._next_seq
@@ -413,9 +406,7 @@ class DirectoryStore(CheckpointStore):
     # -- record encoding ---------------------------------------------------------------
 
     @staticmethod
-    def _encode_payload(
-        arrays: Mapping[str, np.ndarray], plan: _Plan, full: bool
-    ) -> tuple[bytes, list[dict[str, Any]]]:
+    def _encode_payload(arrays: Mapping[str, np.ndarray], plan: _Plan, full: bool) -> tuple[bytes, list[dict[str, Any]]]:
         # Arrays are keyed by position, so any string name is safe inside the zip.
         entries: list[dict[str, Any]] = []
         members: dict[str, np.ndarray] = {}
@@ -550,5 +541,3 @@ class DirectoryStore(CheckpointStore):
                     os.unlink(entry.path)
                 except FileNotFoundError:
                     pass
-
-

@@ -196,8 +196,7 @@ def run_baseline(
     assert k_base is not None  # the mean of the final window is below the target
     if k_base < 2:
         raise ValueError(
-            f"the baseline reached its target at iteration {k_base}: nothing to fail before it; "
-            "lower tol or the learning rate"
+            f"the baseline reached its target at iteration {k_base}: nothing to fail before it; lower tol or the learning rate"
         )
     final = model.server_state(snaps[-1])
     distances = np.array([params_distance(s, final, model.server_params) for s in snaps])

@@ -149,9 +149,7 @@ def run_trial(
         for r in settings.r_values if strategy.fractional else (1.0,):
             key = (strategy.checkpoint, r)
             if key not in replayed:
-                replayed[key] = replay_checkpoints(
-                    strategy.checkpoint, settings.interval, r, baseline, T, settings.seed
-                )
+                replayed[key] = replay_checkpoints(strategy.checkpoint, settings.interval, r, baseline, T, settings.seed)
             image, nbytes = replayed[key]
             restored = recover(strategy.recovery, x_T, image, lost_rows)
             delta = params_distance(restored, x_T, baseline.server_params)

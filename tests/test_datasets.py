@@ -62,9 +62,7 @@ def fake_openml(**kwargs):
 
 def fake_covtype(**kwargs):
     rng = np.random.default_rng(0)
-    return types.SimpleNamespace(
-        data=rng.normal(5.0, 3.0, size=(70, 54)), target=np.tile(np.arange(1, 8), 10)
-    )
+    return types.SimpleNamespace(data=rng.normal(5.0, 3.0, size=(70, 54)), target=np.tile(np.arange(1, 8), 10))
 
 
 # --- embedded data ---------------------------------------------------------------------------

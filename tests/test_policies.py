@@ -71,7 +71,7 @@ def _random_walk(shapes, dtype, n_iters, seed):
     x = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
     out = [{n: a.copy() for n, a in x.items()}]
     for _ in range(n_iters):
-        for n, a in x.items():
+        for a in x.values():
             moving = rng.random(a.shape[0]) < 0.6
             a[moving] += (rng.standard_normal((int(moving.sum()), a.shape[1])) * rng.exponential(1.0)).astype(dtype)
         out.append({n: a.copy() for n, a in x.items()})

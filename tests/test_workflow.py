@@ -33,7 +33,19 @@ def _interrupt_after_trials(workdir: Path, config: Path, n_done: int, timeout: f
     results exist, and return the trial results left after the interrupt. With one core at
     most one job is in flight when interrupted: Snakemake marks its output incomplete even if
     it was already written, and reruns it."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", "1", "--configfile", str(config)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(workdir),
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+    ]
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
