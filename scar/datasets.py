@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn import datasets as _sk_datasets
 
 from scar._atomic import atomic_write
 
@@ -164,6 +163,14 @@ class Dataset:
 # --- loaders ---------------------------------------------------------------------------------
 
 
+def _sklearn_datasets():
+    # Imported on use: it takes about a second (it pulls in scipy.stats), and only the online
+    # loaders need it, not the many workflow jobs that import this module.
+    from sklearn import datasets
+
+    return datasets
+
+
 def _fetch(dataset: str, fetcher: Callable[..., Any], /, **kwargs: Any) -> Any:
     """Call an online fetcher; any failure becomes a DatasetUnavailableError naming the dataset."""
     try:
@@ -185,7 +192,7 @@ def _load_mnist(source: Literal["embedded", "online"], seed: int, *, data_home: 
     if source == "online":
         X, y = _fetch(
             "mnist",
-            _sk_datasets.fetch_openml,
+            _sklearn_datasets().fetch_openml,
             name="mnist_784",
             version=1,
             as_frame=False,
@@ -296,7 +303,7 @@ def _load_covtype(
     class proportions. ``data_home`` is scikit-learn's download cache (online only).
     """
     if source == "online":
-        bunch = _fetch("covtype", _sk_datasets.fetch_covtype, download_if_missing=True, data_home=data_home)
+        bunch = _fetch("covtype", _sklearn_datasets().fetch_covtype, download_if_missing=True, data_home=data_home)
         X = np.asarray(bunch.data, dtype=np.float64)
         y = np.asarray(bunch.target).astype(np.int64) - 1
         return Dataset(

@@ -22,10 +22,8 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from scar._atomic import atomic_write
-from scar.analysis import headline, summarize
 from scar.datasets import Dataset, load_dataset
 from scar.models import Model, make_model
-from scar.plots import plot_baselines, plot_rework_by_strategy, plot_rework_vs_perturbation
 from scar.trajectory import Baseline, run_baseline
 from scar.trials import TrialSettings, TrialSpec, run_trial, trials_frame
 
@@ -173,6 +171,10 @@ def aggregate(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Concatenate the trial tables and write the summary, the headline and the baselines table."""
+    # Imported here: scipy.stats and seaborn take a second to import, and the many trial jobs
+    # that import this module need neither.
+    from scar.analysis import headline, summarize
+
     if not trial_files:
         raise ValueError("no trial result files to aggregate")
     trials = pd.concat([pd.read_csv(f) for f in trial_files], ignore_index=True)
@@ -199,6 +201,8 @@ def make_figures(
     baselines_out: PathLike,
 ) -> None:
     """Write the evaluation's figures."""
+    from scar.plots import plot_baselines, plot_rework_by_strategy, plot_rework_vs_perturbation
+
     trials = pd.read_csv(trials_csv)
     plot_rework_by_strategy(trials, by_strategy_out)
     plot_rework_vs_perturbation(trials, vs_perturbation_out)
