@@ -35,5 +35,6 @@ test-fast: $(STAMP)
 dry-run-paper: $(STAMP)
 	$(BIN)/snakemake -n --configfile config/paper.yaml
 
-clean:
-	rm -rf results/* .snakemake
+clean:  # everything the workflow wrote (keeps results/README.md)
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf .snakemake

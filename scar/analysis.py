@@ -5,7 +5,8 @@ Trials are paired: every strategy is measured on the same failures (same iterati
 nodes, same random stream), so the reduction ``1 - mean(rework_s) / mean(rework_traditional)``
 gets its confidence interval from a bootstrap over trials that resamples the pairs together.
 Censored runs enter with their lower-bound rework (cap - K_base) and are counted in
-``n_censored``, never dropped.
+``n_censored``, never dropped. Bootstrap resamples in which traditional's mean rework is zero
+have no reduction and are left out of its interval.
 """
 
 from __future__ import annotations
@@ -63,53 +64,90 @@ def paired_reduction(
     return float(point), float(lo), float(hi)
 
 
+def bound_verdicts(rework: np.ndarray, bound: np.ndarray, censored: np.ndarray) -> np.ndarray:
+    """Per run: 1.0 where the bound held (``rework <= ceil(bound)``), 0.0 where it failed, NaN
+    where it cannot be told (no bound, or a censored run whose lower-bound rework is still
+    within the bound)."""
+    rework = np.asarray(rework, dtype=np.float64)
+    bound = np.asarray(bound, dtype=np.float64)
+    held = rework <= np.ceil(bound - 1e-9)
+    verdict = np.where(held, 1.0, 0.0)
+    unknown = ~np.isfinite(bound) | (np.asarray(censored, dtype=bool) & held)
+    verdict[unknown] = np.nan
+    return verdict
+
+
+#: The two rework measures: whole iterations, and the interpolated crossing of the target.
+MEASURES: dict[str, str] = {"rework": "", "rework_fractional": "_fractional"}
+
+
 def summarize(trials: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per (model, dataset, strategy, failure fraction, r): rework statistics and the
-    reduction against ``traditional`` on the same failures."""
-    missing = sorted(
-        set(GROUP_COLUMNS + PAIR_COLUMNS + ["rework", "censored", "perturbation_norm", "bound"]) - set(trials.columns)
-    )
+    """One row per (model, dataset, strategy, failure fraction, r): rework statistics (in whole
+    iterations and interpolated), the reduction against ``traditional`` on the same failures,
+    the checkpoint bytes written before the failures relative to ``traditional``, and the
+    share of decidable runs where the bound held."""
+    needed = GROUP_COLUMNS + PAIR_COLUMNS + [*MEASURES, "censored", "perturbation_norm", "bound", "checkpoint_bytes"]
+    missing = sorted(set(needed) - set(trials.columns))
     if missing:
         raise ValueError(f"trial table lacks column(s) {missing}")
-    reference = (
-        trials[trials["strategy"] == BASELINE_STRATEGY].set_index(PAIR_COLUMNS)["rework"]
-        if (trials["strategy"] == BASELINE_STRATEGY).any()
-        else None
-    )
+    is_ref = trials["strategy"] == BASELINE_STRATEGY
+    reference = trials[is_ref].set_index(PAIR_COLUMNS) if is_ref.any() else None
     out = []
     for key, g in trials.groupby(GROUP_COLUMNS, sort=True, dropna=False):
         row = dict(zip(GROUP_COLUMNS, key))
-        mean, lo, hi = mean_ci(g["rework"].to_numpy(), confidence)
-        bound = g["bound"].to_numpy(dtype=np.float64)
-        holds = g["rework"].to_numpy() <= np.ceil(bound - 1e-9)
+        verdicts = bound_verdicts(g["rework"].to_numpy(), g["bound"].to_numpy(), g["censored"].to_numpy())
+        decided = verdicts[np.isfinite(verdicts)]
         row.update(
             n_trials=len(g),
             n_censored=int(g["censored"].sum()),
-            rework_mean=mean,
-            rework_ci_low=lo,
-            rework_ci_high=hi,
-            rework_median=float(g["rework"].median()),
             perturbation_norm_mean=float(g["perturbation_norm"].mean()),
-            bound_mean=float(np.nanmean(bound)) if np.isfinite(bound).any() else np.nan,
-            bound_holds=float(holds[np.isfinite(bound)].mean()) if np.isfinite(bound).any() else np.nan,
+            bound_mean=float(np.nanmean(g["bound"])) if np.isfinite(g["bound"]).any() else np.nan,
+            bound_holds=float(decided.mean()) if decided.size else np.nan,
+            bound_decided=int(decided.size),
+            checkpoint_bytes_mean=float(g["checkpoint_bytes"].mean()),
         )
-        red = (np.nan, np.nan, np.nan)
-        if reference is not None:
-            ref = reference.reindex(pd.MultiIndex.from_frame(g[PAIR_COLUMNS]))
-            if ref.notna().all():
-                red = paired_reduction(g["rework"].to_numpy(), ref.to_numpy(), confidence=confidence, n_boot=n_boot, seed=seed)
-        row.update(reduction=red[0], reduction_ci_low=red[1], reduction_ci_high=red[2])
+        ref = reference.reindex(pd.MultiIndex.from_frame(g[PAIR_COLUMNS])) if reference is not None else None
+        paired = ref is not None and bool(ref["rework"].notna().all())
+        row["checkpoint_bytes_vs_traditional"] = (
+            float(g["checkpoint_bytes"].mean() / ref["checkpoint_bytes"].mean()) if paired else np.nan
+        )
+        for column, suffix in MEASURES.items():
+            values = g[column].to_numpy(dtype=np.float64)
+            mean, lo, hi = mean_ci(values, confidence)
+            red = (np.nan, np.nan, np.nan)
+            if paired:
+                red = paired_reduction(
+                    values, ref[column].to_numpy(dtype=np.float64), confidence=confidence, n_boot=n_boot, seed=seed
+                )
+            row.update(
+                {
+                    f"rework{suffix}_mean": mean,
+                    f"rework{suffix}_ci_low": lo,
+                    f"rework{suffix}_ci_high": hi,
+                    f"reduction{suffix}": red[0],
+                    f"reduction{suffix}_ci_low": red[1],
+                    f"reduction{suffix}_ci_high": red[2],
+                }
+            )
+        row["rework_median"] = float(g["rework"].median())
         out.append(row)
     return pd.DataFrame(out)
 
 
 def headline(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper-style table: SCAR against traditional per model, dataset, failure fraction
-    (and r), with the rework of both and the reduction with its interval."""
+    (and r): the rework of both and the reduction with its interval, in whole iterations and
+    interpolated."""
     scar = summary[summary["strategy"] == "scar"]
-    trad = summary[summary["strategy"] == BASELINE_STRATEGY][["model", "dataset", "failure_fraction", "rework_mean"]]
-    merged = scar.merge(trad, on=["model", "dataset", "failure_fraction"], suffixes=("", "_traditional"))
+    keys = ["model", "dataset", "failure_fraction"]
+    trad = summary[summary["strategy"] == BASELINE_STRATEGY][[*keys, "rework_mean", "rework_fractional_mean"]]
+    merged = scar.merge(trad, on=keys, suffixes=("", "_traditional"))
     return merged[
-        ["model", "dataset_label", "failure_fraction", "r", "C", "n_trials", "rework_mean_traditional",
-         "rework_mean", "reduction", "reduction_ci_low", "reduction_ci_high", "n_censored"]
-    ].rename(columns={"rework_mean": "rework_mean_scar", "dataset_label": "dataset"})  # fmt: skip
+        ["model", "dataset_label", "failure_fraction", "r", "C", "n_trials", "n_censored",
+         "rework_mean_traditional", "rework_mean", "reduction", "reduction_ci_low", "reduction_ci_high",
+         "rework_fractional_mean_traditional", "rework_fractional_mean", "reduction_fractional",
+         "reduction_fractional_ci_low", "reduction_fractional_ci_high", "checkpoint_bytes_vs_traditional"]
+    ].rename(
+        columns={"rework_mean": "rework_mean_scar", "rework_fractional_mean": "rework_fractional_mean_scar",
+                 "dataset_label": "dataset"}
+    )  # fmt: skip

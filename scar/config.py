@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from scar.datasets import dataset_options
 from scar.models import make_model
 from scar.trials import TrialSettings, plan_trials
 
@@ -67,6 +68,7 @@ def trial_settings(config: Mapping[str, Any]) -> TrialSettings:
             n_nodes=int(failures["n_nodes"]),
             placement=failures["placement"],
             rework_cap=float(config["rework_cap"]),
+            divergence_factor=float(config.get("divergence_factor", 10.0)),
             seed=int(config["seed"]),
         )
     except ValueError as err:
@@ -111,14 +113,23 @@ def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
 
 def check(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for anything the schema cannot catch."""
+    for name, entry in config["datasets"].items():
+        try:
+            accepted = dataset_options(name)
+        except ValueError as err:
+            raise ConfigError(f"datasets.{name}: {err}") from err
+        unknown = sorted(set(entry.get("options") or {}) - set(accepted))
+        if unknown:
+            raise ConfigError(f"datasets.{name}.options: unknown option(s) {unknown}; {name!r} accepts {accepted}")
     experiments(config)
     trial_settings(config)
     lo, hi = config["failures"]["window"]
     if not 0.0 <= lo < hi <= 1.0:
         raise ConfigError(f"failures.window: need 0 <= start < end <= 1, got {[lo, hi]}")
-    n_nodes = int(config["failures"]["n_nodes"])
-    for f in config["failures"]["fractions"]:
+    fractions = config["failures"]["fractions"]
+    for f in fractions:
         if not 0 < f <= 1:
             raise ConfigError(f"failures.fractions: {f} is not in (0, 1]")
-        if round(f * n_nodes) < 1:
-            raise ConfigError(f"failures.fractions: {f} of {n_nodes} nodes is less than one node")
+    tags = [fraction_tag(float(f)) for f in fractions]
+    if len(set(tags)) != len(tags):
+        raise ConfigError(f"failures.fractions: {fractions} are not distinct at the precision of result paths ({tags})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import inspect
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ __all__ = [
     "DatasetUnavailableError",
     "Source",
     "available_datasets",
+    "dataset_options",
     "load_dataset",
 ]
 
@@ -354,6 +356,14 @@ def available_datasets() -> list[str]:
     return sorted(_LOADERS)
 
 
+def dataset_options(name: str) -> list[str]:
+    """The loader options (``options`` in a config) that dataset ``name`` accepts."""
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_LOADERS))}")
+    params = inspect.signature(_LOADERS[name]).parameters
+    return sorted(p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
 def load_dataset(
     name: str,
     source: Source = "embedded",
@@ -402,6 +412,9 @@ def load_dataset(
     ):
         raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
 
+    unknown = sorted(set(options) - set(dataset_options(name)))
+    if unknown:
+        raise ValueError(f"dataset {name!r} has no option(s) {unknown}; it accepts {dataset_options(name)}")
     loader = _LOADERS[name]
     if source == "auto":
         try:

@@ -225,7 +225,9 @@ def make_figures(
 
 
 def setup_logging(log_file: PathLike | None = None) -> None:
-    """Log the package's messages to ``log_file`` (a rule's log) and to stderr."""
+    """Log the package's messages to ``log_file`` (a rule's log) and to stderr, and log any
+    uncaught exception's traceback there too: Snakemake points users at the log when a job
+    fails, and on a cluster node the log is all they have."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -233,3 +235,9 @@ def setup_logging(log_file: PathLike | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
+
+    def log_uncaught(exc_type, exc, tb) -> None:
+        log.critical("job failed", exc_info=(exc_type, exc, tb))
+        logging.shutdown()
+
+    sys.excepthook = log_uncaught

@@ -42,6 +42,18 @@ def copy_state(state: State) -> State:
     return {n: np.array(a, copy=True) for n, a in state.items()}
 
 
+def crossing(k: int, loss: float, previous: float | None, target: float) -> float:
+    """Where the objective crossed ``target``, interpolated linearly between iteration ``k - 1``
+    (objective ``previous`` > target) and ``k`` (objective ``loss`` <= target).
+
+    Rework counted in whole iterations cannot tell "no delay" from "less than one iteration";
+    the crossing point can. ``previous=None`` (no earlier iterate) gives ``k`` itself.
+    """
+    if previous is None or not previous > target:
+        return float(k)
+    return k - 1 + (previous - target) / (previous - loss)
+
+
 def first_at_or_below(losses: np.ndarray, target: float, start: int = 0) -> int | None:
     """First index ``>= start`` whose loss is ``<= target``, or None."""
     hits = np.flatnonzero(np.asarray(losses[start:]) <= target)
@@ -76,6 +88,12 @@ class Baseline:
     contraction: ContractionFit | None
     seconds_per_iteration: float
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def k_base_fractional(self) -> float:
+        """Interpolated iteration at which the objective crossed the target (see :func:`crossing`)."""
+        k = self.k_base
+        return crossing(k, float(self.losses[k]), float(self.losses[k - 1]) if k > 0 else None, self.target)
 
     @property
     def max_iters(self) -> int:
@@ -226,12 +244,14 @@ class RecoveredRun:
     """Outcome of a run continued from a recovered state.
 
     ``k_reached`` is the first iteration at or under the target, or None when censored;
-    ``censor_reason`` is ``""``, ``"cap"`` (not reached by ``cap``) or ``"diverged"``.
+    ``k_fractional`` the interpolated crossing (see :func:`crossing`); ``censor_reason`` is
+    ``""``, ``"cap"`` (not reached by ``cap``) or ``"diverged"``.
     """
 
     k_reached: int | None
     last_iteration: int
     censor_reason: str
+    k_fractional: float | None = None
 
     @property
     def censored(self) -> bool:
@@ -250,19 +270,20 @@ def run_until_target(
     diverge_above: float = np.inf,
 ) -> RecoveredRun:
     """Continue ``state`` (the state after iteration ``start``) until the objective is at or
-    under ``target``, for at most ``cap`` iterations in all; modifies ``state``.
+    under ``target``, up to iteration ``cap`` at the latest; modifies ``state``.
 
     A non-finite objective, or one above ``diverge_above``, stops the run as diverged.
     """
     loss = model.objective(state, data)
+    previous = None
     k = start
     while True:
         if not np.isfinite(loss) or loss > diverge_above:
             return RecoveredRun(None, k, "diverged")
         if loss <= target:
-            return RecoveredRun(k, k, "")
+            return RecoveredRun(k, k, "", crossing(k, loss, previous, target))
         if k >= cap:
             return RecoveredRun(None, k, "cap")
         k += 1
         model.step(state, data, iteration_rng(seed, k))
-        loss = model.objective(state, data)
+        previous, loss = loss, model.objective(state, data)

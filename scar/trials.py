@@ -32,8 +32,8 @@ TRIAL_COLUMNS: tuple[str, ...] = (
     "model", "dataset", "dataset_label", "data_source", "strategy", "checkpoint_policy",
     "recovery_policy", "trial", "failure_position", "failure_iteration", "failure_fraction",
     "failed_nodes", "n_nodes", "lost_blocks", "r", "C", "seed", "checkpoint_bytes",
-    "mean_staleness", "perturbation_norm", "k_base", "k_pert", "rework", "censored",
-    "censor_reason", "bound", "c_hat",
+    "mean_staleness", "perturbation_norm", "k_base", "k_pert", "rework", "rework_fractional",
+    "censored", "censor_reason", "bound", "c_hat",
 )  # fmt: skip
 
 
@@ -91,6 +91,7 @@ class TrialSettings:
     n_nodes: int = 8
     placement: str = "round_robin"
     rework_cap: float = 2.0
+    divergence_factor: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,10 +101,22 @@ class TrialSettings:
             make_checkpoint_policy("priority", self.interval, r)  # validates r and r * C
         if self.rework_cap <= 0:
             raise ValueError(f"rework_cap must be positive, got {self.rework_cap}")
+        if self.divergence_factor <= 0:
+            raise ValueError(f"divergence_factor must be positive, got {self.divergence_factor}")
 
     def cap(self, k_base: int) -> int:
         """Last iteration a recovered run may reach before it is censored."""
         return k_base + max(1, math.ceil(self.rework_cap * k_base))
+
+    def diverge_above(self, loss_0: float, loss_final: float) -> float:
+        """Objective above which a recovered run counts as diverged: ``divergence_factor``
+        times the baseline's whole descent above its starting point."""
+        return loss_0 + self.divergence_factor * abs(loss_0 - loss_final)
+
+    @property
+    def policy_seed(self) -> int:
+        """Seed of the ``random`` checkpoint policy, independent of the training streams."""
+        return stable_seed(self.seed, "random-checkpoint-policy")
 
 
 def replay_checkpoints(
@@ -141,6 +154,7 @@ def run_trial(
     lost_rows = layout.row_masks(lost_mask)
     all_rows = {n: np.ones(k, dtype=bool) for n, k in zip(layout.names, layout.n_rows)}
     cap = settings.cap(baseline.k_base)
+    diverge_above = settings.diverge_above(float(baseline.losses[0]), baseline.loss_final)
     fit = baseline.contraction
     replayed: dict[tuple[str, float], tuple[Checkpoint, int]] = {}
     rows = []
@@ -149,7 +163,7 @@ def run_trial(
         for r in settings.r_values if strategy.fractional else (1.0,):
             key = (strategy.checkpoint, r)
             if key not in replayed:
-                replayed[key] = replay_checkpoints(strategy.checkpoint, settings.interval, r, baseline, T, settings.seed)
+                replayed[key] = replay_checkpoints(strategy.checkpoint, settings.interval, r, baseline, T, settings.policy_seed)
             image, nbytes = replayed[key]
             restored = recover(strategy.recovery, x_T, image, lost_rows)
             delta = params_distance(restored, x_T, baseline.server_params)
@@ -159,10 +173,13 @@ def run_trial(
             reference = baseline.state_at(T)
             if all(np.array_equal(state[n], reference[n]) for n in state):
                 # Same state and same random stream: the run is the baseline's, bit for bit.
-                k_pert, reason = baseline.k_base, ""
+                k_pert, k_frac, reason = baseline.k_base, baseline.k_base_fractional, ""
             else:
-                run = run_until_target(model, data, state, start=T, target=baseline.target, cap=cap, seed=baseline.seed)
-                k_pert, reason = run.k_reached, run.censor_reason
+                run = run_until_target(
+                    model, data, state, start=T, target=baseline.target, cap=cap, seed=baseline.seed,
+                    diverge_above=diverge_above,
+                )  # fmt: skip
+                k_pert, k_frac, reason = run.k_reached, run.k_fractional, run.censor_reason
             censored = k_pert is None
             stale = np.concatenate([T - image.saved_at[n] for n in layout.names])[lost_mask]
             rows.append(
@@ -191,6 +208,8 @@ def run_trial(
                     "k_pert": np.nan if censored else k_pert,
                     # A censored run's rework is a lower bound: the cap minus K_base.
                     "rework": (cap if censored else k_pert) - baseline.k_base,
+                    # Sub-iteration resolution: interpolated crossings of the target.
+                    "rework_fractional": (cap if censored else k_frac) - baseline.k_base_fractional,
                     "censored": censored,
                     "censor_reason": reason,
                     "bound": iteration_cost_bound(delta, T, fit.c, fit.initial_distance) if fit else np.nan,

@@ -67,7 +67,10 @@ def test_schema_rejects_and_names_the_key(default_config, path, value, named):
         ("models.mlr.params", {"learning_rate": 0.1, "momentum": 0.9}, "momentum"),  # unknown hyperparameter
         ("checkpoints.r_values", [0.3], "r * C"),  # r * C not a whole number
         ("failures.window", [0.9, 0.1], "failures.window"),
-        ("failures.fractions", [0.01], "failures.fractions"),  # less than one node
+        ("failures.fractions", [0.25, 0.25000001], "failures.fractions"),  # same result path
+        ("datasets.mnist.options", {"n_sampels": 5}, "n_sampels"),  # unknown loader option
+        ("models.mlr.params", {"learning_rate": "fast"}, "learning_rate"),  # bad type
+        ("models.mlr.params", {"batch_size": 0}, "batch_size"),
     ],
 )
 def test_semantic_check_names_the_key(default_config, path, value, named):
@@ -76,6 +79,14 @@ def test_semantic_check_names_the_key(default_config, path, value, named):
     with pytest.raises(scar_config.ConfigError) as err:
         scar_config.check(cfg)
     assert named in str(err.value)
+
+
+def test_unknown_dataset_is_named(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["datasets"]["mnsit"] = cfg["datasets"].pop("mnist")
+    cfg["models"]["mlr"]["datasets"] = ["mnsit"]
+    with pytest.raises(scar_config.ConfigError, match="mnsit"):
+        scar_config.check(cfg)
 
 
 def test_unknown_model_is_named(default_config):
@@ -102,3 +113,19 @@ def test_workflow_refuses_a_bad_config_at_parse_time(tmp_path, default_config):
     assert proc.returncode != 0
     assert "intervall" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_config_file_replaces_the_default_instead_of_merging_into_it(tmp_path, default_config):
+    # With config/config.yaml present in the working directory (as in a checkout), a user's
+    # file that lacks a key must fail, not silently inherit the default's value.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(default_config))
+    mine = copy.deepcopy(default_config)
+    del mine["rework_cap"]
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(mine))
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml"), timeout=120)
+    assert proc.returncode != 0
+    assert "rework_cap" in proc.stdout + proc.stderr
+    # Without --configfile the default is used, and --config still overrides single keys.
+    proc = run_snakemake(tmp_path, "-n", "--config", "seed=5", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]

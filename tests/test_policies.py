@@ -391,3 +391,23 @@ def test_a_block_wider_than_the_budget_is_an_error_not_a_stall(name):
     ckpt.start(params)
     with pytest.raises(ValueError, match="largest block"):
         ckpt.after_iteration(1, params)
+
+
+@pytest.mark.parametrize("r", [0.5, 0.25, 0.125])
+def test_all_policies_write_the_same_bytes_at_every_multiple_of_C(r):
+    # Equal-width blocks and r * n_blocks whole: every fractional save writes exactly r * d, so
+    # over each interval of C iterations every policy writes exactly what `full` writes.
+    rng = np.random.default_rng(3)
+    C, n_iters = 8, 40
+    x = {"w": rng.standard_normal((64, 3))}
+    checkpointers = {name: Checkpointer(make_checkpoint_policy(name, C, r, seed=1)) for name in POLICY_NAMES}
+    for ckpt in checkpointers.values():
+        ckpt.start(x)
+    for k in range(1, n_iters + 1):
+        x["w"] += rng.standard_normal(x["w"].shape) * rng.random((64, 1))
+        for ckpt in checkpointers.values():
+            ckpt.after_iteration(k, x)
+        if k % C == 0:
+            written = {name: ckpt.bytes_written for name, ckpt in checkpointers.items()}
+            assert len(set(written.values())) == 1, (k, written)
+            assert written["full"] == x["w"].nbytes * (1 + k // C)

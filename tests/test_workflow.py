@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -92,6 +93,11 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     assert (trials.loc[trials["recovery_policy"] == "full", "r"] == 1.0).all()
     assert (trials["failure_iteration"] >= 1).all()
     assert (trials["failure_iteration"] < trials["k_base"]).all()
+    assert np.isfinite(trials["bound"]).all() and trials["c_hat"].between(0, 1, inclusive="neither").all()
+    assert trials["rework_fractional"].notna().all()
+    # Traditional recovery rolls everything back: never a smaller perturbation than full_partial's.
+    by = trials.set_index(["trial", "failure_fraction", "strategy"])["perturbation_norm"].unstack()
+    assert (by["traditional"] >= by["full_partial"] - 1e-12).all()
 
     summary = pd.read_csv(results / "tables" / "summary.csv")
     for col in ("rework_mean", "rework_ci_low", "rework_ci_high", "reduction", "n_censored"):
@@ -123,3 +129,4 @@ def test_paper_config_dry_run_builds_its_dag(tmp_path):
     assert jobs["run_trial"] == 600
     assert jobs["train_baseline"] == 2
     print(f"paper config dry run: {elapsed:.1f}s for {jobs['total']} jobs")
+    assert elapsed < 60, f"the paper config's DAG took {elapsed:.0f}s to build (limit 60s)"

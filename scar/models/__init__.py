@@ -42,7 +42,12 @@ def make_model(name: str, params: dict[str, Any] | None = None) -> Model:
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"model {name!r} has no hyperparameter(s) {unknown}; it accepts {sorted(accepted)}")
-    return cls(**params)
+    model = cls(**params)
+    try:
+        model.check_params()
+    except ValueError as err:
+        raise ValueError(f"model {name!r}: {err}") from err
+    return model
 
 
 __all__ = ["MODELS", "Model", "State", "LogisticRegression", "Quadratic", "available_models", "make_model"]

@@ -48,6 +48,13 @@ class Model(ABC):
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {p: getattr(self, p) for p in names}
 
+    def check_params(self) -> None:
+        """Raise ValueError naming any hyperparameter with a bad type or value.
+
+        Called when a configuration is read, so that a bad value stops a workflow before any
+        job runs. Default: nothing to check.
+        """
+
     def prepare(self, dataset: Any) -> Any:
         """Model-ready data (e.g. with a bias column). Default: the dataset itself."""
         return dataset

@@ -1,0 +1,95 @@
+"""Aggregation: intervals, paired reductions, bound verdicts, the summary and headline tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from scar.analysis import bound_verdicts, headline, mean_ci, paired_reduction, summarize
+
+
+def test_mean_ci_is_the_student_t_interval():
+    x = np.array([1.0, 2.0, 4.0, 7.0])
+    mean, lo, hi = mean_ci(x)
+    half = stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2.0
+    assert mean == pytest.approx(3.5)
+    assert (lo, hi) == pytest.approx((3.5 - half, 3.5 + half))
+    assert np.isnan(mean_ci(np.array([3.0]))[1])
+    assert mean_ci(np.array([2.0, 2.0, 2.0])) == (2.0, 2.0, 2.0)
+
+
+def test_paired_reduction_point_and_interval():
+    ref = np.array([4.0, 6.0, 5.0, 7.0, 3.0])
+    point, lo, hi = paired_reduction(0.25 * ref, ref)
+    # Strategy rework proportional to the reference in every pair: no uncertainty in the ratio.
+    assert point == pytest.approx(0.75)
+    assert lo == pytest.approx(0.75) and hi == pytest.approx(0.75)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(0.5 * ref + rng.normal(0, 1, ref.size), 0, None)
+    point, lo, hi = paired_reduction(noisy, ref, n_boot=4000)
+    assert point == pytest.approx(1 - noisy.mean() / ref.mean())
+    assert lo < point < hi
+    assert all(np.isnan(paired_reduction(np.ones(3), np.zeros(3))))
+    with pytest.raises(ValueError):
+        paired_reduction(np.ones(3), np.ones(4))
+
+
+def test_bound_verdicts_treat_censored_runs_as_lower_bounds():
+    rework = np.array([2, 5, 9, 9, 1])
+    bound = np.array([2.5, 3.9, 7.5, 20.0, np.nan])
+    censored = np.array([False, False, True, True, False])
+    v = bound_verdicts(rework, bound, censored)
+    # held; failed; censored and already over the bound: failed; censored within: unknown; no bound: unknown
+    np.testing.assert_array_equal(v[:3], [1.0, 0.0, 0.0])
+    assert np.isnan(v[3]) and np.isnan(v[4])
+
+
+def _trials() -> pd.DataFrame:
+    rows = []
+    for trial, (trad, scar, bytes_t, bytes_s) in enumerate([(4, 1, 100, 120), (6, 0, 100, 110), (5, 2, 200, 200)]):
+        for strategy, rework, nbytes, r, ckpt, rec in (
+            ("traditional", trad, bytes_t, 1.0, "full", "full"),
+            ("scar", scar, bytes_s, 0.25, "priority", "partial"),
+        ):
+            rows.append(
+                dict(
+                    model="m", dataset="d", dataset_label="d", data_source="embedded", strategy=strategy,
+                    checkpoint_policy=ckpt, recovery_policy=rec, failure_fraction=0.25, r=r, C=8, trial=trial,
+                    rework=rework, rework_fractional=rework - 0.5, censored=False, perturbation_norm=0.1 * rework,
+                    bound=rework + 1.0, checkpoint_bytes=nbytes,
+                )
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_summarize_pairs_strategies_on_the_same_failures():
+    trials = _trials()
+    summary = summarize(trials).set_index("strategy")
+    assert summary.loc["scar", "reduction"] == pytest.approx(1 - 1.0 / 5.0)
+    assert summary.loc["scar", "reduction_fractional"] == pytest.approx(1 - 0.5 / 4.5)
+    assert summary.loc["traditional", "reduction"] == pytest.approx(0.0)
+    assert summary.loc["scar", "checkpoint_bytes_vs_traditional"] == pytest.approx(430 / 400)
+    assert summary.loc["scar", "n_trials"] == 3 and summary.loc["scar", "n_censored"] == 0
+    assert summary.loc["scar", "bound_holds"] == 1.0 and summary.loc["scar", "bound_decided"] == 3
+    # Pairing is by trial, not by row order.
+    shuffled = summarize(trials.sample(frac=1.0, random_state=1)).set_index("strategy")
+    assert shuffled.loc["scar", "reduction"] == pytest.approx(summary.loc["scar", "reduction"])
+    # A missing partner leaves the reduction undefined rather than mispaired.
+    partial = summarize(trials.drop(index=0)).set_index("strategy")
+    assert np.isnan(partial.loc["scar", "reduction"])
+
+
+def test_summarize_names_missing_columns():
+    with pytest.raises(ValueError, match="checkpoint_bytes"):
+        summarize(_trials().drop(columns="checkpoint_bytes"))
+
+
+def test_headline_has_one_row_per_fraction_with_both_reworks():
+    table = headline(summarize(_trials()))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["rework_mean_traditional"] == pytest.approx(5.0)
+    assert row["rework_mean_scar"] == pytest.approx(1.0)
+    assert row["reduction"] == pytest.approx(0.8)

@@ -1,0 +1,53 @@
+"""The stage functions the workflow scripts call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from scar.config import trial_settings
+from scar.pipeline import aggregate, prepare_dataset, run_trials, train_baseline
+from scar.trials import TRIAL_COLUMNS, TrialSpec
+
+
+def test_uncaught_errors_reach_the_job_log(tmp_path):
+    log = tmp_path / "job.log"
+    code = f"from scar.pipeline import setup_logging\nsetup_logging({str(log)!r})\nraise ValueError('bad block count 1234')\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    text = log.read_text()
+    assert "Traceback" in text and "bad block count 1234" in text
+
+
+def test_stages_chain_on_files(tmp_path, tiny_config):
+    data = tmp_path / "data.npz"
+    prepare_dataset("mnist", {"source": "embedded", "max_samples": 300}, 0, data)
+    params = {"learning_rate": 0.1, "batch_size": 50, "l2": 1e-3}
+    baseline = train_baseline(
+        "mlr", params, data, tmp_path / "b.npz", tmp_path / "b.json",
+        max_iters=20, tol=0.02, final_window=5, seed=0, progress=False,
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "b.json").read_text())
+    assert summary["k_base"] == baseline.k_base
+    assert summary["data_source"] == "embedded"
+    assert len(summary["objective_curve"]) == 21
+    settings = trial_settings(tiny_config)
+    specs = [TrialSpec(0, 0.5, 0.25, 1), TrialSpec(1, 0.7, 0.5, 2)]
+    frame = run_trials("mlr", params, data, tmp_path / "b.npz", specs, settings, tmp_path / "t.csv")
+    assert list(frame.columns) == list(TRIAL_COLUMNS)
+    assert len(frame) == 2 * len(settings.strategies)
+    again = pd.read_csv(tmp_path / "t.csv")
+    assert np.array_equal(again["rework"], frame["rework"])
+    out = {name: tmp_path / f"{name}.csv" for name in ("trials", "summary", "headline", "baselines")}
+    summary_frame = aggregate(
+        [tmp_path / "t.csv"], [tmp_path / "b.json"],
+        trials_out=out["trials"], summary_out=out["summary"], headline_out=out["headline"], baselines_out=out["baselines"],
+    )  # fmt: skip
+    assert set(summary_frame["strategy"]) == set(settings.strategies)
+    headline = pd.read_csv(out["headline"])
+    assert len(headline) == 2  # one row per failure fraction for SCAR
+    assert pd.read_csv(out["baselines"])["k_base"].tolist() == [baseline.k_base]
