@@ -292,7 +292,7 @@ class DirectoryStore(CheckpointStore):
     sha256 of the payload, array names, shapes and dtypes) and an uncompressed ``.npz`` payload
     (the saved rows' values, and for partial records their row indices). A record is written to
     a ``.tmp-`` file, fsynced, renamed into place and the directory fsynced, so a crash leaves
-    either the whole record or none; stray temp files are removed on open and on ``read()``.
+    either the whole record or none; readers ignore stray temp files.
 
     ``read()`` replays the latest full record and every later record in seq order. A gap in the
     sequence raises :class:`MissingCheckpointError`, a bad checksum or unparsable record
@@ -303,7 +303,8 @@ class DirectoryStore(CheckpointStore):
     Reopening an existing directory continues its sequence, and its latest full record fixes the
     schema (so partial writes may follow at once). If that record's header is unreadable, the
     next partial write raises :class:`CorruptCheckpointError`; a full write starts afresh.
-    One writer per directory at a time.
+    One writer per directory at a time; any number of readers. Temp files of a crashed write
+    are ignored by readers and removed by the next writer's first write.
 
     Parameters
     ----------
@@ -316,7 +317,7 @@ class DirectoryStore(CheckpointStore):
         self.path = Path(path)
         self.keep_history = keep_history
         self.path.mkdir(parents=True, exist_ok=True)
-        self._remove_temp_files()
+        self._cleaned = False
         seqs = self._record_seqs()
         self._next_seq = seqs[-1] + 1 if seqs else 0
         self._open_error: CheckpointError | None = None
@@ -344,6 +345,11 @@ class DirectoryStore(CheckpointStore):
             rows,
             f"partial write before any full save: no full checkpoint record in {self.path}; write with rows=None first",
         )
+        if not self._cleaned:
+            # Leftovers of a crashed writer. Only a writer removes them (there is one writer per
+            # directory): a reader doing so could delete a live writer's temp file under it.
+            self._remove_temp_files()
+            self._cleaned = True
         full = rows is None
         seq = self._next_seq
         payload, entries = self._encode_payload(arrays, plan, full)
@@ -373,7 +379,6 @@ class DirectoryStore(CheckpointStore):
         return n
 
     def read(self) -> Checkpoint:
-        self._remove_temp_files()
         seqs = self._record_seqs()
         if not seqs:
             raise MissingCheckpointError(f"no checkpoint records in {self.path}: nothing saved yet")
