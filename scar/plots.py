@@ -49,18 +49,23 @@ def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
 
 
 def plot_rework_by_strategy(trials: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Mean rework (95% CI over trials) per strategy and failure fraction, one panel per
-    model and dataset."""
+    """Mean rework (95% CI over trials) per strategy and failure fraction, in whole iterations
+    (top) and interpolated at the target crossing (bottom); one column per model and dataset."""
     df = _with_labels(trials)
+    long = df.melt(
+        id_vars=["experiment", "failure fraction", "strategy (r)"], value_vars=["rework", "rework_fractional"],
+        var_name="measure", value_name="extra iterations",
+    )  # fmt: skip
+    long["measure"] = long["measure"].map({"rework": "whole iterations", "rework_fractional": "interpolated"})
+    fractions = sorted(df["failure fraction"].unique(), key=lambda s: float(Fraction(s)))
     grid = sns.catplot(
-        data=df, kind="bar", x="failure fraction", y="rework", hue="strategy (r)", col="experiment",
-        hue_order=_label_order(df), order=sorted(df["failure fraction"].unique(), key=lambda s: float(Fraction(s))),
-        errorbar=("ci", 95), col_wrap=min(3, df["experiment"].nunique()), height=3.6, aspect=1.3,
-        palette="colorblind", sharey=False,
+        data=long, kind="bar", x="failure fraction", y="extra iterations", hue="strategy (r)", col="experiment",
+        row="measure", row_order=["whole iterations", "interpolated"], hue_order=_label_order(df), order=fractions,
+        errorbar=("ci", 95), height=3.2, aspect=1.4, palette="colorblind", sharey="row",
     )  # fmt: skip
     grid.set_axis_labels("fraction of server nodes lost", "rework (extra iterations)")
-    grid.set_titles("{col_name}")
-    grid.figure.suptitle("Rework after a partial failure, by recovery strategy (mean, 95% CI)", y=1.03)
+    grid.set_titles("{col_name} — {row_name}")
+    grid.figure.suptitle("Rework after a partial failure, by recovery strategy (mean, 95% CI)", y=1.02)
     _save(grid.figure, path)
 
 
