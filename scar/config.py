@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from scar.datasets import dataset_options
+from scar.datasets import check_dataset_options
 from scar.models import make_model
 from scar.trials import TrialSettings, plan_trials
 
@@ -115,12 +115,9 @@ def check(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for anything the schema cannot catch."""
     for name, entry in config["datasets"].items():
         try:
-            accepted = dataset_options(name)
+            check_dataset_options(name, entry.get("options") or {})
         except ValueError as err:
             raise ConfigError(f"datasets.{name}: {err}") from err
-        unknown = sorted(set(entry.get("options") or {}) - set(accepted))
-        if unknown:
-            raise ConfigError(f"datasets.{name}.options: unknown option(s) {unknown}; {name!r} accepts {accepted}")
     experiments(config)
     trial_settings(config)
     lo, hi = config["failures"]["window"]

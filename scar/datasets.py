@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,7 @@ __all__ = [
     "DatasetUnavailableError",
     "Source",
     "available_datasets",
+    "check_dataset_options",
     "dataset_options",
     "load_dataset",
 ]
@@ -364,6 +365,14 @@ def dataset_options(name: str) -> list[str]:
     return sorted(p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
+def check_dataset_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming any option that dataset ``name``'s loader does not accept."""
+    accepted = dataset_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"dataset {name!r} has no option(s) {unknown}; it accepts {accepted}")
+
+
 def load_dataset(
     name: str,
     source: Source = "embedded",
@@ -412,9 +421,7 @@ def load_dataset(
     ):
         raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
 
-    unknown = sorted(set(options) - set(dataset_options(name)))
-    if unknown:
-        raise ValueError(f"dataset {name!r} has no option(s) {unknown}; it accepts {dataset_options(name)}")
+    check_dataset_options(name, options)
     loader = _LOADERS[name]
     if source == "auto":
         try:
