@@ -65,8 +65,9 @@ def _interrupt_after_trials(workdir: Path, config: Path, n_done: int, timeout: f
 def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     config = REPO / "tests" / "configs" / "tiny.yaml"
     results = tmp_path / "results"
+    n_total = 3 * 2 * 2  # experiments x positions x fractions
     done = _interrupt_after_trials(tmp_path, config, n_done=2)
-    assert 0 < len(done) < 4
+    assert 0 < len(done) < n_total
     assert not (results / "tables" / "trials.csv").exists()
     stamps = {p: p.stat().st_mtime_ns for p in done}
 
@@ -76,7 +77,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     jobs = _jobs(proc.stdout + proc.stderr)
     kept = [p for p, t in stamps.items() if p.stat().st_mtime_ns == t]
     assert len(kept) >= max(1, len(stamps) - 1)
-    assert jobs.get("run_trial", 0) == 4 - len(kept)
+    assert jobs.get("run_trial", 0) == n_total - len(kept)
 
     for name in TABLES:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
@@ -86,8 +87,9 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
 
     trials = pd.read_csv(results / "tables" / "trials.csv")
     assert list(trials.columns) == list(TRIAL_COLUMNS)
-    # 2 positions x 2 fractions, each under 5 strategies (one r).
-    assert len(trials) == 2 * 2 * 5
+    # 3 models x 2 positions x 2 fractions, each under 5 strategies (one r).
+    assert len(trials) == n_total * 5
+    assert set(trials["model"]) == {"mlr", "mf", "lda"}
     assert set(trials["strategy"]) == {"traditional", "scar", "full_partial", "round_robin_partial", "random_partial"}
     assert trials["rework"].notna().all()
     assert (trials.loc[trials["recovery_policy"] == "full", "r"] == 1.0).all()
@@ -96,7 +98,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     assert np.isfinite(trials["bound"]).all() and trials["c_hat"].between(0, 1, inclusive="neither").all()
     assert trials["rework_fractional"].notna().all()
     # Traditional recovery rolls everything back: never a smaller perturbation than full_partial's.
-    by = trials.set_index(["trial", "failure_fraction", "strategy"])["perturbation_norm"].unstack()
+    by = trials.set_index(["model", "trial", "failure_fraction", "strategy"])["perturbation_norm"].unstack()
     assert (by["traditional"] >= by["full_partial"] - 1e-12).all()
 
     summary = pd.read_csv(results / "tables" / "summary.csv")
@@ -125,8 +127,8 @@ def test_paper_config_dry_run_builds_its_dag(tmp_path):
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = _jobs(proc.stdout + proc.stderr)
-    # 2 datasets x 100 positions x 3 fractions.
-    assert jobs["run_trial"] == 600
-    assert jobs["train_baseline"] == 2
+    # 3 models x 2 datasets x 100 positions x 3 fractions.
+    assert jobs["run_trial"] == 1800
+    assert jobs["train_baseline"] == 6
     print(f"paper config dry run: {elapsed:.1f}s for {jobs['total']} jobs")
     assert elapsed < 60, f"the paper config's DAG took {elapsed:.0f}s to build (limit 60s)"
