@@ -152,4 +152,3 @@ def test_bound_can_fail_when_the_unperturbed_run_contracts_faster_than_c():
     rework, bounds = _perturbation_trials(model, 100, seed=7, direction="slow")
     verdicts = bound_verdicts(rework, bounds, np.zeros(rework.size, bool))
     assert np.mean(verdicts == 0.0) > 0.2
-
