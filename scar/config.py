@@ -16,6 +16,8 @@ import pandas as pd
 
 from scar.datasets import check_dataset_options
 from scar.models import make_model
+from scar.simulation import PlannerSettings
+from scar.study import StudySettings
 from scar.trials import TrialSettings, plan_trials
 
 
@@ -75,6 +77,50 @@ def trial_settings(config: Mapping[str, Any]) -> TrialSettings:
         raise ConfigError(f"checkpoints/failures/strategies: {err}") from err
 
 
+def study_settings(config: Mapping[str, Any]) -> StudySettings:
+    """The perturbation study's settings (``perturbations:``; its window is ``failures.window``)."""
+    p = config["perturbations"]
+    try:
+        return StudySettings(
+            n_iterations=int(p["n_iterations"]),
+            kinds=tuple(p["kinds"]),
+            norms=tuple(float(x) for x in p["norms"]),
+            block_fractions=tuple(float(x) for x in p["block_fractions"]),
+            rollback_staleness=int(p["rollback_staleness"]),
+            formats=tuple(p["formats"]),
+            staleness=tuple(int(k) for k in p["staleness"]),
+            window=(float(config["failures"]["window"][0]), float(config["failures"]["window"][1])),
+            n_boot=int(p["n_boot"]),
+            seed=int(config["seed"]),
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def planner_settings(config: Mapping[str, Any]) -> PlannerSettings:
+    """The planner's settings (``planner:``); ``planner.validate`` must name configured experiments."""
+    p = config["planner"]
+    known = {f"{e.model}/{e.dataset}" for e in experiments(config)}
+    for name in p["validate"]:
+        if name not in known:
+            raise ConfigError(f"planner.validate: {name!r} is not a configured experiment (model/dataset: {sorted(known)})")
+    try:
+        return PlannerSettings(
+            validate=tuple(p["validate"]),
+            checkpoint_cost=float(p["checkpoint_cost"]),
+            restore_cost=float(p["restore_cost"]),
+            mtbf=float(p["mtbf"]),
+            failure_fraction=float(p["failure_fraction"]),
+            strategies=tuple(p["strategies"]),
+            intervals=tuple(int(c) for c in p["intervals"]),
+            r_values=tuple(float(r) for r in p["r_values"]),
+            n_replicates=int(p["n_replicates"]),
+            n_other=int(p["n_other"]),
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 def fraction_tag(fraction: float) -> str:
     """How a failure fraction appears in paths: ``0.125``."""
     return f"{fraction:g}"
@@ -120,6 +166,8 @@ def check(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"datasets.{name}: {err}") from err
     experiments(config)
     trial_settings(config)
+    study_settings(config)
+    planner_settings(config)
     lo, hi = config["failures"]["window"]
     if not 0.0 <= lo < hi <= 1.0:
         raise ConfigError(f"failures.window: need 0 <= start < end <= 1, got {[lo, hi]}")

@@ -322,3 +322,67 @@ def _why_not(runs: pd.DataFrame, fit: Mapping[str, Any]) -> str:
         reasons.append("some perturbed runs diverged")
     reasons.append("rework is measured on the objective's target, the bound on ||x_k - x*||")
     return "; ".join(reasons)
+
+
+def plot_study(runs: pd.DataFrame, fits: Sequence[Mapping[str, Any]], path: Any) -> None:
+    """One column per model and dataset. Top: measured rework against the perturbation norm,
+    by kind, with the bound's curve at each sampled iteration (c estimated; band: its bootstrap
+    interval). Bottom: measured rework against the iteration of the perturbation, with each
+    run's bound as a grey tick. Runs where the bound failed are circled in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from scar.plots import _save
+
+    by_exp = {(f["model"], f["dataset"]): f for f in fits}
+    experiments = list(runs[["model", "dataset", "dataset_label"]].drop_duplicates().itertuples(index=False))
+    fig, axes = plt.subplots(2, len(experiments), figsize=(6.2 * len(experiments), 8.4), squeeze=False)
+    kinds = [k for k in P.KINDS if k in set(runs["kind"])]
+    colors = {k: f"C{i}" for i, k in enumerate(kinds)}
+    markers = dict(zip(kinds, "osD^vP"))
+    for j, (m, d, label) in enumerate(experiments):
+        g = runs[(runs["model"] == m) & (runs["dataset"] == d)]
+        fit = by_exp.get((m, d), {})
+        top, bottom = axes[0, j], axes[1, j]
+        pos = g[g["perturbation_norm"] > 0]
+        lo = float(pos["perturbation_norm"].min()) if len(pos) else 1e-3
+        hi = float(pos["perturbation_norm"].max()) if len(pos) else 1.0
+        grid = np.geomspace(lo / 2, hi * 2, 80)
+        if np.isfinite(fit.get("c_hat", np.nan)):
+            # One curve per sampled iteration (staleness runs stand one iteration later).
+            its = sorted(g.loc[g["kind"] != "staleness", "failure_iteration"].unique()) or sorted(g["failure_iteration"].unique())
+            for i, T in enumerate(its):
+                curve = [_bounds(x, int(T), fit) for x in grid]
+                shade = 0.25 + 0.6 * i / max(1, len(its) - 1)
+                color = str(1.0 - shade)
+                top.plot(grid, [c[0] for c in curve], color=color, lw=1.2, label=f"bound at T={T}")
+                top.fill_between(grid, [c[1] for c in curve], [c[2] for c in curve], color=color, alpha=0.15, lw=0)
+        for k in kinds:
+            h = pos[pos["kind"] == k]
+            top.scatter(h["perturbation_norm"], h["rework"], c=colors[k], marker=markers[k], s=30, alpha=0.8, label=k)
+            h = g[g["kind"] == k]
+            bottom.scatter(h["failure_iteration"], h["rework"], c=colors[k], marker=markers[k], s=30, alpha=0.8, label=k)
+        bottom.scatter(g["failure_iteration"], g["bound"], marker="_", s=140, c="0.35", label="bound of each run")
+        failed = g[g["bound_held"] == 0.0]
+        for ax, x in [] if failed.empty else ((top, failed["perturbation_norm"]), (bottom, failed["failure_iteration"])):
+            ax.scatter(x, failed["rework"], s=110, facecolors="none", edgecolors="red", lw=1.2, label="bound failed")
+        top.set_xscale("log")
+        top.set_xlabel("perturbation norm ||delta|| (log scale)")
+        bottom.set_xlabel("iteration T of the perturbation")
+        for ax in (top, bottom):
+            ax.set_ylabel("rework (extra iterations)")
+        decided = g["bound_held"].dropna()
+        held = f"{decided.mean():.0%} of {len(decided)}" if len(decided) else "no"
+        c_txt = (
+            f"c = {fit['c_hat']:.4f} [{fit['c_low']:.4f}, {fit['c_high']:.4f}]"
+            if np.isfinite(fit.get("c_hat", np.nan))
+            else "c not fitted"
+        )
+        top.set_title(f"{m} / {label}: {c_txt}\nbound held in {held} runs" + (" (stochastic)" if fit.get("stochastic") else ""))
+        top.legend(fontsize=7, ncol=2)
+        bottom.legend(fontsize=7, ncol=2)
+    fig.suptitle("Perturbation study: measured rework and the bound log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))", y=1.0)
+    fig.tight_layout()
+    _save(fig, path)
