@@ -166,8 +166,6 @@ def check(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"datasets.{name}: {err}") from err
     experiments(config)
     trial_settings(config)
-    study_settings(config)
-    planner_settings(config)
     lo, hi = config["failures"]["window"]
     if not 0.0 <= lo < hi <= 1.0:
         raise ConfigError(f"failures.window: need 0 <= start < end <= 1, got {[lo, hi]}")
@@ -178,3 +176,5 @@ def check(config: Mapping[str, Any]) -> None:
     tags = [fraction_tag(float(f)) for f in fractions]
     if len(set(tags)) != len(tags):
         raise ConfigError(f"failures.fractions: {fractions} are not distinct at the precision of result paths ({tags})")
+    study_settings(config)
+    planner_settings(config)
