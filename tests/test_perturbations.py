@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scar import perturbations as P
 from scar.models import make_model
@@ -135,3 +137,50 @@ def test_study_settings_name_the_bad_key():
         StudySettings(formats=("fp4",))
     with pytest.raises(ValueError, match="perturbations.norms"):
         StudySettings(norms=(0.1, -1.0))
+
+
+def test_study_on_sgd_logistic_regression_runs_every_kind_and_reports_why():
+    """A stochastic model: every kind runs through the model interface (after_recovery, common
+    random numbers), the norms asked for are met, and the summary says why the bound may fail."""
+    from scar.datasets import load_dataset
+
+    model = make_model("mlr", {"learning_rate": 0.1, "batch_size": 50, "l2": 0.001})
+    data = model.prepare(load_dataset("mnist", "embedded", max_samples=300, seed=0))
+    baseline = run_baseline(model, data, seed=0, max_iters=25, tol=0.02, final_window=5)
+    settings = StudySettings(n_iterations=1, norms=(0.1,), block_fractions=(0.5,), formats=("int8",), staleness=(2,), n_boot=20)
+    runs, fit = run_study(model, data, baseline, settings, TrialSettings(), dataset="mnist")
+    assert fit["stochastic"] and 0 < fit["c_low"] <= fit["c_hat"] <= fit["c_high"] < 1
+    assert list(runs["kind"]) == list(P.KINDS)
+    assert runs["rework"].notna().all() and runs["bound_held"].isin([0.0, 1.0]).all()
+    ctl = runs[runs["kind"].isin(["gaussian", "adversarial"])]
+    np.testing.assert_allclose(ctl["perturbation_norm"], ctl["requested_norm"], rtol=1e-9)
+    stale = runs[runs["kind"] == "staleness"].iloc[0]
+    assert stale["failure_iteration"] == runs.iloc[0]["failure_iteration"] + 1
+    # The same study again gives the same rows (seeded, common random numbers).
+    again, _ = run_study(model, data, baseline, settings, TrialSettings(), dataset="mnist")
+    assert runs.equals(again)
+    summary = summarize_study(runs, [fit])
+    row = summary[summary["kind"] == "all"].iloc[0]
+    assert row["stochastic"]
+    if row["bound_held"] < 1:
+        assert "stochastic" in row["why_not"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 6),
+    norm=st.floats(1e-8, 1e4),
+    seed=st.integers(0, 2**31),
+    integer=st.booleans(),
+)
+def test_gaussian_norm_and_dtype_property(rows, cols, norm, seed, integer):
+    rng = np.random.default_rng(seed)
+    x = {"a": rng.integers(0, 100, (rows, cols)) if integer else rng.standard_normal((rows, cols))}
+    new, got = P.gaussian(x, norm, rng)
+    assert new["a"].dtype == x["a"].dtype and new["a"].shape == x["a"].shape
+    assert got == pytest.approx(P.norm_of(new, x), rel=1e-12, abs=1e-12)
+    if integer:
+        assert (new["a"] >= 0).all()
+    else:
+        assert got == pytest.approx(norm, rel=1e-9)
