@@ -3,11 +3,6 @@
 STUDY = scar_config.study_settings(config)
 
 
-def perturbation_results(kind):
-    """Every experiment's study output of ``kind`` (runs.csv or contraction.json)."""
-    return [f"results/perturbations/{m}/{d}/{kind}" for m, d in EXPERIMENTS]
-
-
 rule perturbation_study:
     input:
         dataset="results/data/{dataset}.npz",
@@ -33,8 +28,8 @@ rule perturbation_study:
 
 rule perturbation_report:
     input:
-        runs=perturbation_results("runs.csv"),
-        fits=perturbation_results("contraction.json"),
+        runs=[f"results/perturbations/{m}/{d}/runs.csv" for m, d in EXPERIMENTS],
+        fits=[f"results/perturbations/{m}/{d}/contraction.json" for m, d in EXPERIMENTS],
     output:
         runs=report(
             "results/tables/perturbations.csv",
