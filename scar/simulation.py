@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scar.blocks import BlockLayout, assign_blocks
+from scar.analysis import bound_verdicts
+from scar.blocks import BlockLayout, assign_blocks, params_distance
+from scar.bounds import iteration_cost_bound_multi
 from scar.failures import sample_failed_nodes
 from scar.models.base import Model
 from scar.planner import Plan, PlanInputs
@@ -41,6 +43,9 @@ class SimulatedRun:
     checkpoint_bytes: int
     restore_bytes: float
     cost: float
+    #: Iterations of the failures and the norms of the perturbations their recoveries caused.
+    failure_iterations: tuple[int, ...] = ()
+    perturbation_norms: tuple[float, ...] = ()
 
 
 def simulate_run(
@@ -70,6 +75,8 @@ def simulate_run(
     next_failure = int(rng.geometric(p))
     cap = settings.cap(baseline.k_base)
     k, n_failures, restored_bytes = 0, 0, 0.0
+    failed_at: list[int] = []
+    norms: list[float] = []
     loss = model.objective(state, data)
     while loss > baseline.target and k < cap:
         k += 1
@@ -78,8 +85,10 @@ def simulate_run(
             nodes = np.array(sample_failed_nodes(settings.n_nodes, inputs.failure_fraction, rng))
             lost_rows = layout.row_masks(np.isin(node_of_block, nodes))
             assert ckpt.image is not None
-            current = {n: state[n] for n in names}
+            current = {n: np.array(state[n], copy=True) for n in names}
             state.update(recover(s.recovery, current, ckpt.image, lost_rows))
+            failed_at.append(k)
+            norms.append(params_distance(state, current, names))
             rows = all_rows if s.recovery == "full" else lost_rows
             model.after_recovery(state, data, rows)
             restored_bytes += sum(float(state[n][rows[n]].nbytes) for n in names)
@@ -89,7 +98,9 @@ def simulate_run(
         loss = model.objective(state, data)
     written = ckpt.bytes_written - initial_bytes
     cost = k * inputs.seconds_per_iteration + written * inputs.write_seconds_per_byte + restored_bytes * inputs.restore_per_byte
-    return SimulatedRun(k, bool(loss > baseline.target), n_failures, int(written), restored_bytes, cost)
+    return SimulatedRun(
+        k, bool(loss > baseline.target), n_failures, int(written), restored_bytes, cost, tuple(failed_at), tuple(norms)
+    )
 
 
 def settings_to_check(p: Plan, n_other: int = 3) -> list[tuple[str, int, float, str]]:
@@ -131,6 +142,10 @@ def validate_plan(
         predicted = baseline.k_base * (p.inputs.seconds_per_iteration + float(scored["cost_per_iteration"]))
         for rep in range(n_replicates):
             run = simulate_run(model, data, baseline, strategy, C, r, p.inputs, settings, replicate=rep)
+            # The multi-perturbation bound on the run's total rework, with every recovery's measured norm.
+            multi = iteration_cost_bound_multi(
+                run.perturbation_norms, run.failure_iterations, p.inputs.c, p.inputs.initial_distance
+            )
             rows.append(
                 {
                     "model": experiment[0],
@@ -148,6 +163,8 @@ def validate_plan(
                     "k_base": baseline.k_base,
                     "censored": run.censored,
                     "n_failures": run.n_failures,
+                    "rework": run.iterations - baseline.k_base,
+                    "bound_multi": multi,
                     "checkpoint_bytes": run.checkpoint_bytes,
                     "restore_bytes": run.restore_bytes,
                 }
@@ -158,6 +175,7 @@ def validate_plan(
 def summarize_validation(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting: predicted and mean simulated cost, their relative error, and the saving
     against traditional at Young/Daly's interval, predicted and simulated."""
+    runs = runs.assign(bound_multi_held=bound_verdicts(runs["rework"], runs["bound_multi"], runs["censored"]))
     g = runs.groupby(["model", "dataset", "setting", "role", "strategy", "C", "r"], sort=False)
     out = g.agg(
         predicted_cost=("predicted_cost", "first"),
@@ -167,6 +185,9 @@ def summarize_validation(runs: pd.DataFrame) -> pd.DataFrame:
         n_censored=("censored", "sum"),
         failures_mean=("n_failures", "mean"),
         iterations_mean=("iterations", "mean"),
+        rework_mean=("rework", "mean"),
+        bound_multi_mean=("bound_multi", "mean"),
+        bound_multi_held=("bound_multi_held", "mean"),
     ).reset_index()
     out["relative_error"] = out["predicted_cost"] / out["simulated_cost"] - 1.0
     for _, h in out.groupby(["model", "dataset"], sort=False):

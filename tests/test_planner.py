@@ -157,6 +157,11 @@ def test_validation_runs_and_summarises(quadratic_baseline):
     ref = summary[summary["role"] == "traditional at Young/Daly"]
     assert float(ref["simulated_saving"].iloc[0]) == 0.0
     assert np.isfinite(summary["relative_error"]).all()
+    # The multi-perturbation bound of each run, from the norms its recoveries caused.
+    assert (runs["bound_multi"] >= 0).all()
+    quiet = runs[runs["n_failures"] == 0]
+    assert (quiet["bound_multi"] == 0).all() and (quiet["rework"] == 0).all()
+    assert summary["bound_multi_held"].between(0, 1).all()
 
 
 def test_planner_settings_name_the_key():
