@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scar.analysis import bound_verdicts
 from scar.blocks import BlockLayout, assign_blocks, params_distance
 from scar.bounds import iteration_cost_bound_multi
 from scar.failures import sample_failed_nodes
@@ -175,6 +174,8 @@ def validate_plan(
 def summarize_validation(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting: predicted and mean simulated cost, their relative error, and the saving
     against traditional at Young/Daly's interval, predicted and simulated."""
+    from scar.analysis import bound_verdicts  # scipy.stats: imported where needed
+
     runs = runs.assign(bound_multi_held=bound_verdicts(runs["rework"], runs["bound_multi"], runs["censored"]))
     g = runs.groupby(["model", "dataset", "setting", "role", "strategy", "C", "r"], sort=False)
     out = g.agg(

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from scar import perturbations as P
-from scar.analysis import bound_verdicts
 from scar.bounds import NotLinearlyConvergentError, estimate_contraction_ci, iteration_cost_bound, local_contraction_rates
 from scar.models.base import Model, State
 from scar.trajectory import Baseline, copy_state, iteration_rng, run_until_target
@@ -266,6 +265,8 @@ def run_study(
                     "stochastic": stochastic,
                 }
             )
+    from scar.analysis import bound_verdicts  # scipy.stats: imported where needed (see scar.pipeline.aggregate)
+
     frame = pd.DataFrame(rows)
     frame["bound_held"] = bound_verdicts(frame["rework"].to_numpy(), frame["bound"].to_numpy(), frame["censored"].to_numpy())
     return frame[list(STUDY_COLUMNS)], fit
