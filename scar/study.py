@@ -31,7 +31,7 @@ log = logging.getLogger("scar")
 #: Columns of the per-run table of the study, in order.
 STUDY_COLUMNS: tuple[str, ...] = (
     "model", "dataset", "dataset_label", "kind", "level", "requested_norm", "failure_position",
-    "failure_iteration", "perturbed_fraction", "perturbation_norm", "distance_to_final", "k_base", "k_pert",
+    "failure_iteration", "perturbed_fraction", "perturbation_norm", "effective_norm", "distance_to_final", "k_base", "k_pert",
     "rework", "rework_fractional", "censored", "censor_reason", "bound", "bound_low", "bound_high",
     "bound_held", "c_hat", "stochastic",
 )  # fmt: skip
@@ -228,6 +228,9 @@ def run_study(
                 state = baseline.state_at(T)
                 state.update({n: np.array(a, copy=True) for n, a in new.items()})
             model.after_recovery(state, data, perturbed_rows)
+            # What remains of the perturbation once the model has resynchronised its state
+            # (a model may rebuild server values from worker state, e.g. counts from assignments).
+            effective = P.norm_of({n: state[n] for n in names}, baseline.server_state_at(T))
             if all(np.array_equal(state[n], baseline.snapshots[n][T]) for n in state):
                 k_pert, k_frac, reason = baseline.k_base, baseline.k_base_fractional, ""
             else:
@@ -251,6 +254,7 @@ def run_study(
                     "failure_iteration": T,
                     "perturbed_fraction": n_rows / sum(x_T[n].shape[0] for n in names),
                     "perturbation_norm": norm,
+                    "effective_norm": effective,
                     "distance_to_final": float(baseline.distances[T]),
                     "k_base": baseline.k_base,
                     "k_pert": np.nan if censored else k_pert,

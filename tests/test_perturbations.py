@@ -154,6 +154,8 @@ def test_study_on_sgd_logistic_regression_runs_every_kind_and_reports_why():
     assert runs["rework"].notna().all() and runs["bound_held"].isin([0.0, 1.0]).all()
     ctl = runs[runs["kind"].isin(["gaussian", "adversarial"])]
     np.testing.assert_allclose(ctl["perturbation_norm"], ctl["requested_norm"], rtol=1e-9)
+    # mlr's after_recovery leaves the server parameters as they are.
+    np.testing.assert_allclose(runs["effective_norm"], runs["perturbation_norm"], rtol=1e-12)
     stale = runs[runs["kind"] == "staleness"].iloc[0]
     assert stale["failure_iteration"] == runs.iloc[0]["failure_iteration"] + 1
     # The same study again gives the same rows (seeded, common random numbers).
