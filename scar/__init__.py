@@ -13,6 +13,8 @@ bound, and the measurement of rework. Modules, one concept each:
 - :mod:`scar.trajectory` baseline runs and recovered runs (the measurement)
 - :mod:`scar.bounds` the rework bound and the contraction-rate estimate
 - :mod:`scar.trials` failure trials
+- :mod:`scar.perturbations`, :mod:`scar.study` controlled perturbations and the study of the bound
+- :mod:`scar.planner`, :mod:`scar.simulation` the checkpoint planner and its check by simulation
 - :mod:`scar.analysis`, :mod:`scar.plots` aggregation and figures
 - :mod:`scar.config`, :mod:`scar.pipeline` what the Snakemake workflow runs
 """

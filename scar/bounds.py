@@ -103,3 +103,110 @@ def estimate_contraction(
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 1.0
     return ContractionFit(c=float(np.exp(slope)), initial_distance=float(np.exp(intercept)), start=start, stop=stop, r2=r2)
+
+
+@dataclass(frozen=True)
+class ContractionEstimate:
+    """A contraction fit with bootstrap percentile intervals for ``c`` and ``||x_0 - x*||``.
+
+    ``c_low, c_high`` (and ``initial_distance_low, _high``) bound the central ``level`` of the
+    fits to ``n_boot`` resamples (with replacement) of the points of the fit window. The
+    interval measures how well a single rate describes the window: it is a point when the
+    distances shrink exactly geometrically, and wide when the rate drifts along the run.
+    """
+
+    fit: ContractionFit
+    c_low: float
+    c_high: float
+    initial_distance_low: float
+    initial_distance_high: float
+    level: float
+    n_boot: int
+
+    @property
+    def c(self) -> float:
+        return self.fit.c
+
+    @property
+    def initial_distance(self) -> float:
+        return self.fit.initial_distance
+
+
+def estimate_contraction_ci(
+    distances: Sequence[float],
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    min_points: int = 5,
+    min_r2: float = 0.5,
+) -> ContractionEstimate:
+    """:func:`estimate_contraction` with a bootstrap over the fit window.
+
+    Raises
+    ------
+    NotLinearlyConvergentError
+        As :func:`estimate_contraction`; also when the log-linear fit explains less than
+        ``min_r2`` of the variance of ``log ||x_k - x*||`` (the distances do not shrink
+        geometrically enough for one rate to mean anything), or when fewer than half of the
+        resamples can be fitted.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 10:
+        raise ValueError(f"n_boot must be at least 10, got {n_boot}")
+    fit = estimate_contraction(distances, start, stop, min_points=min_points)
+    if fit.r2 < min_r2:
+        raise NotLinearlyConvergentError(
+            f"log-distances over iterations [{fit.start}, {fit.stop}) fit a line with R^2 = {fit.r2:.3f} < {min_r2}: "
+            "the trajectory does not converge linearly enough to estimate one contraction rate "
+            "(try a later or shorter fit window)"
+        )
+    d = np.asarray(distances, dtype=np.float64)[fit.start : fit.stop]
+    k = np.arange(fit.start, fit.stop)
+    keep = np.isfinite(d) & (d > 0)
+    k, y = k[keep], np.log(d[keep])
+    rng = np.random.default_rng(seed)
+    slopes, intercepts = [], []
+    for _ in range(n_boot):
+        idx = rng.integers(0, k.size, size=k.size)
+        if np.unique(k[idx]).size < 2:
+            continue
+        s, i = np.polyfit(k[idx], y[idx], 1)
+        if s < 0:
+            slopes.append(s)
+            intercepts.append(i)
+    if len(slopes) < n_boot // 2:
+        raise NotLinearlyConvergentError(
+            f"only {len(slopes)} of {n_boot} bootstrap resamples of iterations [{fit.start}, {fit.stop}) show contraction"
+        )
+    q = [(1.0 - level) / 2 * 100, (1.0 + level) / 2 * 100]
+    c_lo, c_hi = np.exp(np.percentile(slopes, q))
+    d_lo, d_hi = np.exp(np.percentile(intercepts, q))
+    return ContractionEstimate(
+        fit=fit,
+        c_low=float(min(c_lo, fit.c)),
+        c_high=float(max(c_hi, fit.c)),
+        initial_distance_low=float(min(d_lo, fit.initial_distance)),
+        initial_distance_high=float(max(d_hi, fit.initial_distance)),
+        level=level,
+        n_boot=n_boot,
+    )
+
+
+def local_contraction_rates(distances: Sequence[float], window: int, stop: int | None = None) -> np.ndarray:
+    """Rates fitted over consecutive windows of ``window`` iterations of ``[0, stop)``; NaN for a
+    window that cannot be fitted. A spread of these is a rate that is not constant along the run."""
+    if window < 2:
+        raise ValueError(f"window must be at least 2, got {window}")
+    d = np.asarray(distances, dtype=np.float64)
+    stop = d.size if stop is None else min(stop, d.size)
+    out = []
+    for a in range(0, max(stop - window + 1, 1), window):
+        try:
+            out.append(estimate_contraction(d, a, min(a + window, stop), min_points=2).c)
+        except NotLinearlyConvergentError:
+            out.append(np.nan)
+    return np.asarray(out)

@@ -16,6 +16,8 @@ import pandas as pd
 
 from scar.datasets import check_dataset_options
 from scar.models import make_model
+from scar.simulation import PlannerSettings
+from scar.study import StudySettings
 from scar.trials import TrialSettings, plan_trials
 
 
@@ -84,6 +86,50 @@ def trial_settings(config: Mapping[str, Any]) -> TrialSettings:
         raise ConfigError(f"checkpoints/failures/strategies: {err}") from err
 
 
+def study_settings(config: Mapping[str, Any]) -> StudySettings:
+    """The perturbation study's settings (``perturbations:``; its window is ``failures.window``)."""
+    p = config["perturbations"]
+    try:
+        return StudySettings(
+            n_iterations=int(p["n_iterations"]),
+            kinds=tuple(p["kinds"]),
+            norms=tuple(float(x) for x in p["norms"]),
+            block_fractions=tuple(float(x) for x in p["block_fractions"]),
+            rollback_staleness=int(p["rollback_staleness"]),
+            formats=tuple(p["formats"]),
+            staleness=tuple(int(k) for k in p["staleness"]),
+            window=(float(config["failures"]["window"][0]), float(config["failures"]["window"][1])),
+            n_boot=int(p["n_boot"]),
+            seed=int(config["seed"]),
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def planner_settings(config: Mapping[str, Any]) -> PlannerSettings:
+    """The planner's settings (``planner:``); ``planner.validate`` must name configured experiments."""
+    p = config["planner"]
+    known = {f"{e.model}/{e.dataset}" for e in experiments(config)}
+    for name in p["validate"]:
+        if name not in known:
+            raise ConfigError(f"planner.validate: {name!r} is not a configured experiment (model/dataset: {sorted(known)})")
+    try:
+        return PlannerSettings(
+            validate=tuple(p["validate"]),
+            checkpoint_cost=float(p["checkpoint_cost"]),
+            restore_cost=float(p["restore_cost"]),
+            mtbf=float(p["mtbf"]),
+            failure_fraction=float(p["failure_fraction"]),
+            strategies=tuple(p["strategies"]),
+            intervals=tuple(int(c) for c in p["intervals"]),
+            r_values=tuple(float(r) for r in p["r_values"]),
+            n_replicates=int(p["n_replicates"]),
+            n_other=int(p["n_other"]),
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 def fraction_tag(fraction: float) -> str:
     """How a failure fraction appears in paths: ``0.125``."""
     return f"{fraction:g}"
@@ -139,3 +185,5 @@ def check(config: Mapping[str, Any]) -> None:
     tags = [fraction_tag(float(f)) for f in fractions]
     if len(set(tags)) != len(tags):
         raise ConfigError(f"failures.fractions: {fractions} are not distinct at the precision of result paths ({tags})")
+    study_settings(config)
+    planner_settings(config)

@@ -256,3 +256,128 @@ def setup_logging(log_file: PathLike | None = None) -> None:
         logging.shutdown()
 
     sys.excepthook = log_uncaught
+
+
+# --------------------------------------------------------------------------------------------
+# Perturbation study and checkpoint planner (workflow/rules/perturbations.smk, planner.smk)
+
+
+def perturbation_study(
+    model_name: str,
+    params: Mapping[str, Any],
+    dataset_path: PathLike,
+    baseline_path: PathLike,
+    settings: Any,
+    trial_settings: TrialSettings,
+    *,
+    runs_out: PathLike,
+    fit_out: PathLike,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Run the perturbation study of one experiment (:func:`scar.study.run_study`); write its
+    runs (CSV) and its contraction estimate (JSON)."""
+    from scar.study import run_study
+
+    model, dataset, data = _model_and_data(model_name, params, dataset_path)
+    baseline = Baseline.load(baseline_path)
+    t0 = time.perf_counter()
+    with threadpool_limits(threads):
+        runs, fit = run_study(model, data, baseline, settings, trial_settings, dataset=dataset.name, dataset_label=dataset.label)
+    fit = {**fit, "dataset_label": dataset.label, "wall_seconds": time.perf_counter() - t0}
+    write_csv(runs, runs_out)
+    write_json(fit, fit_out)
+    decided = runs["bound_held"].dropna()
+    log.info(
+        "perturbation study %s/%s: %d runs in %.1fs, c = %s [%s, %s], bound held in %d of %d decidable runs",
+        model_name, dataset.name, len(runs), fit["wall_seconds"], fit.get("c_hat"), fit.get("c_low"), fit.get("c_high"),
+        int(decided.sum()), len(decided),
+    )  # fmt: skip
+    return runs
+
+
+def perturbation_report(
+    run_files: Sequence[PathLike],
+    fit_files: Sequence[PathLike],
+    *,
+    runs_out: PathLike,
+    summary_out: PathLike,
+    figure_out: PathLike,
+) -> pd.DataFrame:
+    """Concatenate the studies' runs; write the per-kind summary and the figure."""
+    from scar.study import plot_study, summarize_study
+
+    if not run_files:
+        raise ValueError("no perturbation study results to report")
+    runs = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=[""]) for f in run_files], ignore_index=True)
+    runs["level"] = runs["level"].astype(str)
+    fits = [json.loads(Path(p).read_text()) for p in fit_files]
+    fits = [{k: (np.nan if v is None else v) for k, v in f.items()} for f in fits]
+    write_csv(runs, runs_out)
+    summary = summarize_study(runs, fits)
+    write_csv(summary, summary_out)
+    plot_study(runs, fits, figure_out)
+    return summary
+
+
+def plan_checkpoints(baseline_path: PathLike, settings: Any, experiment: tuple[str, str], out: PathLike) -> pd.DataFrame:
+    """The planner's scored candidates for one experiment (CSV)."""
+    from scar.simulation import plan_table
+
+    baseline = Baseline.load(baseline_path)
+    p = settings.plan(baseline)
+    table = plan_table(p, experiment)
+    write_csv(table, out)
+    log.info(
+        "plan %s/%s: %s C=%d r=%g, predicted saving %.1f%% against traditional at Young/Daly's C*=%d",
+        *experiment, p.best["strategy"], int(p.best["C"]), float(p.best["r"]), 100 * p.saving, p.young_daly_interval,
+    )  # fmt: skip
+    return table
+
+
+def validate_plan(
+    model_name: str,
+    params: Mapping[str, Any],
+    dataset_path: PathLike,
+    baseline_path: PathLike,
+    settings: Any,
+    trial_settings: TrialSettings,
+    out: PathLike,
+    *,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Simulate whole runs under failures for the recommended and other settings (CSV)."""
+    from scar.simulation import validate_plan as simulate
+
+    model, dataset, data = _model_and_data(model_name, params, dataset_path)
+    baseline = Baseline.load(baseline_path)
+    p = settings.plan(baseline)
+    t0 = time.perf_counter()
+    with threadpool_limits(threads):
+        runs = simulate(
+            model, data, baseline, p, trial_settings, n_replicates=settings.n_replicates, n_other=settings.n_other,
+            experiment=(model_name, dataset.name),
+        )  # fmt: skip
+    write_csv(runs, out)
+    log.info(
+        "planner validation %s/%s: %d simulated runs in %.1fs", model_name, dataset.name, len(runs), time.perf_counter() - t0
+    )
+    return runs
+
+
+def planner_report(
+    plan_files: Sequence[PathLike],
+    validation_files: Sequence[PathLike],
+    *,
+    plans_out: PathLike,
+    validation_out: PathLike | None = None,
+    figure_out: PathLike | None = None,
+) -> None:
+    """Concatenate the plans; summarise the validation runs and plot predicted vs simulated cost."""
+    from scar.simulation import plot_validation, summarize_validation
+
+    write_csv(pd.concat([pd.read_csv(f) for f in plan_files], ignore_index=True), plans_out)
+    if validation_files and validation_out is not None and figure_out is not None:
+        runs = pd.concat([pd.read_csv(f) for f in validation_files], ignore_index=True)
+        summary = summarize_validation(runs)
+        write_csv(summary, validation_out)
+        plot_validation(summary, figure_out)

@@ -19,8 +19,8 @@ from scar.trials import TRIAL_COLUMNS
 
 pytestmark = pytest.mark.slow
 
-TABLES = ("trials", "summary", "headline", "baselines")
-FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "baselines")
+TABLES = ("trials", "summary", "headline", "baselines", "perturbations", "perturbation_summary", "plans", "planner_validation")
+FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "baselines", "perturbations", "planner_validation")
 
 
 def _jobs(output: str) -> dict[str, int]:
@@ -107,6 +107,20 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     trad = summary[summary["strategy"] == "traditional"]
     assert (trad["reduction"].isna() | (trad["reduction"] == 0)).all()
 
+    # The perturbation study: every kind at the sampled iteration, with the bound and c's interval.
+    study = pd.read_csv(results / "tables" / "perturbations.csv")
+    assert set(study["kind"]) == {"gaussian", "adversarial", "reset", "rollback", "precision", "staleness"}
+    assert study["rework"].notna().all() and np.isfinite(study["bound"]).all()
+    assert (study["bound_low"] <= study["bound"]).all() and (study["bound"] <= study["bound_high"]).all()
+    ps = pd.read_csv(results / "tables" / "perturbation_summary.csv")
+    assert (ps["c_low"] <= ps["c_hat"]).all() and (ps["c_hat"] <= ps["c_high"]).all()
+    # The planner: a plan per experiment, and predicted against simulated cost for mlr/mnist.
+    plans = pd.read_csv(results / "tables" / "plans.csv")
+    assert plans["recommended"].sum() == 1 and plans["young_daly_reference"].sum() == 1
+    validation = pd.read_csv(results / "tables" / "planner_validation.csv")
+    assert {"recommended", "traditional at Young/Daly"} <= set(validation["role"])
+    assert np.isfinite(validation[["predicted_cost", "simulated_cost"]].to_numpy()).all()
+
     # The HTML report holds the figures and tables.
     report = results / "report.html"
     proc = run_snakemake(tmp_path, "--configfile", str(config), "--report", str(report))
@@ -119,6 +133,10 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     proc = run_snakemake(other, "--cores", "2", "--configfile", str(config))
     assert proc.returncode == 0, proc.stderr[-4000:]
     pd.testing.assert_frame_equal(trials, pd.read_csv(other / "results" / "tables" / "trials.csv"))
+    for name in ("perturbations", "planner_validation"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(results / "tables" / f"{name}.csv"), pd.read_csv(other / "results" / "tables" / f"{name}.csv")
+        )
 
 
 def test_paper_config_dry_run_builds_its_dag(tmp_path):

@@ -42,6 +42,14 @@ def baseline_summaries():
     return [f"results/baseline/{m}/{d}/summary.json" for m, d in EXPERIMENTS]
 
 
+def planner_outputs():
+    """The planner's tables and figure (rules/planner.smk); validation only when configured."""
+    out = ["results/tables/plans.csv"]
+    if config["planner"]["validate"]:
+        out += ["results/tables/planner_validation.csv", "results/figures/planner_validation.png"]
+    return out
+
+
 def final_outputs():
     """What `rule all` asks for: the tables and figures."""
     return [
@@ -54,4 +62,8 @@ def final_outputs():
         "results/figures/rework_by_strategy.png",
         "results/figures/rework_vs_perturbation.png",
         "results/figures/baselines.png",
-    ]
+        # Perturbation study and checkpoint planner (rules/perturbations.smk, rules/planner.smk).
+        "results/tables/perturbations.csv",
+        "results/tables/perturbation_summary.csv",
+        "results/figures/perturbations.png",
+    ] + planner_outputs()

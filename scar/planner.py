@@ -1,0 +1,331 @@
+"""A bound-driven checkpoint planner (SCAR.md section 6; beyond the paper).
+
+Given a model's size, the cost of writing (and reading back) a checkpoint, the failure rate
+(mean iterations between failures, MTBF, and the fraction of server nodes a failure takes) and
+the model's contraction rate ``c``, :func:`plan` scores every candidate (strategy, interval
+``C``, fraction ``r``) by its expected cost per iteration:
+
+    cost = bytes * write_cost / C                                  (checkpoint I/O per iteration)
+         + (expected_rework * iteration_time + restore_time) / MTBF (failures per iteration x their cost)
+
+and compares the cheapest with traditional checkpointing at Young/Daly's interval
+``C* = sqrt(2 * checkpoint_time * MTBF)`` (both in iterations).
+
+What is a bound and what is an estimate:
+
+- ``expected_rework`` is the worst-case bound ``log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))``
+  evaluated at an *estimate* of the perturbation each strategy causes, averaged over failure
+  iterations ``T`` uniform in the run. For full recovery (a rollback to a point the run went
+  through ``s`` iterations ago) it is capped at ``s``: re-running those iterations recovers. The
+  bound is an upper bound only for a deterministic update with a constant rate ``c``; for a
+  stochastic one and an estimated ``c`` the result is an estimate.
+- The perturbation norm comes from the baseline trajectory when one is given
+  (:class:`TrajectoryMovement`: the policies are replayed on it and ``E||delta_T||^2`` is
+  measured at every ``T``, scaled by the lost fraction for partial recovery: exact in
+  expectation over which nodes fail), else from the contraction model ``||x_k - x*|| = d0 c^k``
+  along one direction (:class:`GeometricMovement`, which cannot see what ``priority`` gains and
+  scores it as ``round_robin``: an over-estimate of its perturbation).
+- Second-order effects are left out: failures during rework, failures during a checkpoint,
+  and the run getting longer with every failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from scar.blocks import BlockLayout
+from scar.bounds import iteration_cost_bound
+from scar.policies import Checkpointer, make_checkpoint_policy
+from scar.recovery import get_strategy
+
+#: Strategies the planner scores by default.
+PLANNER_STRATEGIES: tuple[str, ...] = ("traditional", "scar", "full_partial", "round_robin_partial")
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the planner needs; every check names the ``scar plan`` option it comes from.
+
+    Times are in seconds (or any one unit: the workflow uses the time of one iteration).
+    """
+
+    model_bytes: float
+    write_seconds_per_byte: float
+    seconds_per_iteration: float
+    mtbf_iterations: float
+    failure_fraction: float
+    c: float
+    initial_distance: float
+    run_iterations: int
+    restore_seconds_per_byte: float | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("--model-bytes", self.model_bytes, self.model_bytes > 0, "must be positive"),
+            ("--write-seconds-per-byte", self.write_seconds_per_byte, self.write_seconds_per_byte >= 0, "must be >= 0"),
+            ("--seconds-per-iteration", self.seconds_per_iteration, self.seconds_per_iteration > 0, "must be positive"),
+            ("--mtbf", self.mtbf_iterations, self.mtbf_iterations > 0, "must be positive (iterations)"),
+            ("--failure-fraction", self.failure_fraction, 0 < self.failure_fraction <= 1, "must be in (0, 1]"),
+            ("--c", self.c, 0 < self.c < 1, "must be in (0, 1)"),
+            ("--initial-distance", self.initial_distance, self.initial_distance > 0, "must be positive"),
+            ("--run-iterations", self.run_iterations, self.run_iterations >= 2, "must be at least 2"),
+        ]
+        if self.restore_seconds_per_byte is not None:
+            r = self.restore_seconds_per_byte
+            checks.append(("--restore-seconds-per-byte", r, r >= 0, "must be >= 0"))
+        for option, value, ok, why in checks:
+            if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value) and ok):
+                raise ValueError(f"{option} {why}, got {value!r}")
+
+    @property
+    def restore_per_byte(self) -> float:
+        return self.write_seconds_per_byte if self.restore_seconds_per_byte is None else self.restore_seconds_per_byte
+
+    @property
+    def checkpoint_seconds(self) -> float:
+        """Time to write one full checkpoint."""
+        return self.model_bytes * self.write_seconds_per_byte
+
+    @property
+    def checkpoint_iterations(self) -> float:
+        """Time to write one full checkpoint, in iterations."""
+        return self.checkpoint_seconds / self.seconds_per_iteration
+
+
+def young_daly_interval(checkpoint_iterations: float, mtbf_iterations: float) -> int:
+    """Young/Daly's interval ``sqrt(2 * checkpoint cost * MTBF)`` (iterations), rounded, at least 1."""
+    if not checkpoint_iterations >= 0 or not mtbf_iterations > 0:
+        raise ValueError(f"need checkpoint cost >= 0 and MTBF > 0, got {checkpoint_iterations} and {mtbf_iterations}")
+    return max(1, int(round(math.sqrt(2.0 * checkpoint_iterations * mtbf_iterations))))
+
+
+class Movement(Protocol):
+    """``E||delta_T||^2`` of a strategy at every failure iteration ``T = 1 .. run_iterations - 1``,
+    and the staleness ``s_T`` of a full rollback (0 where not a full rollback)."""
+
+    def delta_squared(self, strategy: str, interval: int, r: float, fraction: float) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _last_full_save(T: np.ndarray, interval: int) -> np.ndarray:
+    """Iteration of the last full save before a failure after ``T`` (saves at multiples of C, < T)."""
+    return ((T - 1) // interval) * interval
+
+
+@dataclass
+class GeometricMovement:
+    """``x_k - x* = d0 c^k u`` for one fixed direction ``u``: ``||x_T - x_{T-s}|| = d0 c^{T-s} (1 - c^s)``.
+
+    Fractional policies are scored as ``round_robin`` (each block saved every ``C`` iterations,
+    staggered by ``r C``); ``priority`` can only do better.
+    """
+
+    c: float
+    initial_distance: float
+    run_iterations: int
+
+    def delta_squared(self, strategy, interval, r, fraction):
+        s = get_strategy(strategy)
+        T = np.arange(1, self.run_iterations)
+
+        def moved_sq(stale_at: np.ndarray) -> np.ndarray:
+            return (self.initial_distance * self.c**stale_at * (1.0 - self.c ** (T - stale_at))) ** 2
+
+        if s.checkpoint == "full":
+            at = _last_full_save(T, interval)
+            d2, stale = moved_sq(at), T - at
+        else:
+            step = max(1, int(round(r * interval)))
+            groups = max(1, int(round(1 / r)))
+            parts = []
+            for j in range(groups):
+                # Group j is saved at iterations = j*step + m*C (m >= 0), the last one before T.
+                first = (j + 1) * step
+                at = np.where(T > first, first + ((T - 1 - first) // interval) * interval, 0)
+                parts.append(moved_sq(np.maximum(at, 0)))
+            d2, stale = np.mean(parts, axis=0), np.zeros_like(T)
+        if s.recovery == "partial":
+            d2 = d2 * fraction
+            stale = np.zeros_like(T)
+        return d2, stale
+
+
+@dataclass
+class TrajectoryMovement:
+    """Replays each checkpoint policy along a recorded trajectory.
+
+    ``snapshots[name]`` has shape ``(K + 1, rows, cols)``: the server arrays at iterations
+    ``0..K``. At each failure iteration ``T`` the distance between ``x_T`` and the image the
+    policy holds (its saves before ``T``, as in the failure trials) is measured; partial
+    recovery loses a random ``fraction`` of the blocks, so its ``E||delta||^2`` is that
+    fraction of the squared distance.
+    """
+
+    snapshots: Mapping[str, np.ndarray]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        lengths = {a.shape[0] for a in self.snapshots.values()}
+        if len(lengths) != 1 or min(lengths) < 3:
+            raise ValueError("trajectory snapshots must share a first axis of at least 3 iterations")
+        self._cache: dict[tuple[str, int, float], np.ndarray] = {}
+
+    @property
+    def run_iterations(self) -> int:
+        return next(iter(self.snapshots.values())).shape[0] - 1
+
+    def _at(self, k: int) -> dict[str, np.ndarray]:
+        return {n: a[k] for n, a in self.snapshots.items()}
+
+    def _replay(self, policy: str, interval: int, r: float) -> np.ndarray:
+        key = (policy, interval, r if policy != "full" else 1.0)
+        if key not in self._cache:
+            ckpt = Checkpointer(make_checkpoint_policy(policy, interval, r, seed=self.seed))
+            ckpt.start(self._at(0))
+            assert ckpt.image is not None
+            layout = BlockLayout.from_arrays(self._at(0))
+            out = []
+            for T in range(1, self.run_iterations):
+                out.append(float(np.sum(layout.block_distances(self._at(T), ckpt.image.values) ** 2)))
+                ckpt.after_iteration(T, self._at(T))
+            self._cache[key] = np.asarray(out)
+        return self._cache[key]
+
+    def delta_squared(self, strategy, interval, r, fraction):
+        s = get_strategy(strategy)
+        d2 = self._replay(s.checkpoint, interval, r)
+        T = np.arange(1, self.run_iterations)
+        if s.recovery == "partial":
+            return d2 * fraction, np.zeros_like(T)
+        stale = T - _last_full_save(T, interval) if s.checkpoint == "full" else np.zeros_like(T)
+        return d2, stale
+
+
+def candidates(strategies: Sequence[str], intervals: Sequence[int], r_values: Sequence[float]) -> list[tuple[str, int, float]]:
+    """Every valid (strategy, C, r): ``r < 1`` for fractional policies (at ``r = 1`` they are the
+    full policy), ``r = 1`` for ``full``; ``r * C`` whole."""
+    out = []
+    for name in strategies:
+        s = get_strategy(name)
+        for C in intervals:
+            if int(C) != C or C < 1:
+                raise ValueError(f"--intervals must be positive integers, got {C}")
+            for r in r_values if s.fractional else (1.0,):
+                if not 0 < r <= 1:
+                    raise ValueError(f"--r-values must be in (0, 1], got {r}")
+                if s.fractional and r == 1.0:
+                    continue
+                try:
+                    make_checkpoint_policy(s.checkpoint, int(C), r)
+                except ValueError:
+                    continue  # r * C not whole: not a candidate
+                out.append((name, int(C), float(r)))
+    return out
+
+
+def score(inputs: PlanInputs, movement: Movement, strategy: str, interval: int, r: float) -> dict[str, float | str | int]:
+    """Expected costs (seconds per iteration) of one candidate."""
+    s = get_strategy(strategy)
+    d2, stale = movement.delta_squared(strategy, interval, r, inputs.failure_fraction)
+    T = np.arange(1, d2.size + 1)
+    norms = np.sqrt(d2)
+    bounds = np.array([iteration_cost_bound(n, int(t), inputs.c, inputs.initial_distance) for n, t in zip(norms, T)])
+    if s.recovery == "full" and s.checkpoint == "full":
+        bounds = np.minimum(bounds, stale)
+    rework = float(bounds.mean())
+    restored = inputs.model_bytes * (1.0 if s.recovery == "full" else inputs.failure_fraction)
+    checkpoint = inputs.checkpoint_seconds / interval
+    failure = (rework * inputs.seconds_per_iteration + restored * inputs.restore_per_byte) / inputs.mtbf_iterations
+    return {
+        "strategy": strategy,
+        "C": interval,
+        "r": r,
+        "expected_delta_norm": float(np.sqrt(d2.mean())),
+        "expected_rework": rework,
+        "checkpoint_cost": checkpoint,
+        "failure_cost": failure,
+        "cost_per_iteration": checkpoint + failure,
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The scored candidates (cheapest first), the recommendation and the reference."""
+
+    table: pd.DataFrame
+    best: pd.Series
+    young_daly: pd.Series
+    young_daly_interval: int
+    inputs: PlanInputs
+
+    @property
+    def saving(self) -> float:
+        """``1 - cost(best) / cost(traditional at Young/Daly's C)``, overhead per iteration."""
+        ref = float(self.young_daly["cost_per_iteration"])
+        return 1.0 - float(self.best["cost_per_iteration"]) / ref if ref > 0 else 0.0
+
+    @property
+    def time_saving(self) -> float:
+        """The same on the whole time per iteration (the iteration itself included)."""
+        t = self.inputs.seconds_per_iteration
+        return 1.0 - (t + float(self.best["cost_per_iteration"])) / (t + float(self.young_daly["cost_per_iteration"]))
+
+
+def plan(
+    inputs: PlanInputs,
+    movement: Movement | None = None,
+    *,
+    strategies: Sequence[str] = PLANNER_STRATEGIES,
+    intervals: Sequence[int] | None = None,
+    r_values: Sequence[float] = (1.0, 0.5, 0.25, 0.125),
+) -> Plan:
+    """Score every candidate and recommend the cheapest (see the module's docstring)."""
+    if movement is None:
+        movement = GeometricMovement(inputs.c, inputs.initial_distance, inputs.run_iterations)
+    yd = young_daly_interval(inputs.checkpoint_iterations, inputs.mtbf_iterations)
+    if intervals is None:
+        intervals = sorted({2**i for i in range(0, 11) if 2**i < inputs.run_iterations} | {yd})
+    if not len(strategies):
+        raise ValueError("--strategies must name at least one strategy")
+    cands = candidates(strategies, intervals, r_values)
+    if not cands:
+        raise ValueError("no valid (strategy, C, r) candidate: check --intervals and --r-values (r * C must be whole)")
+    rows = [score(inputs, movement, *cand) for cand in cands]
+    ref = score(inputs, movement, "traditional", yd, 1.0)
+    table = pd.DataFrame(rows).sort_values(["cost_per_iteration", "strategy", "C", "r"], kind="stable", ignore_index=True)
+    return Plan(table=table, best=table.iloc[0], young_daly=pd.Series(ref), young_daly_interval=yd, inputs=inputs)
+
+
+def format_plan(p: Plan, top: int = 8) -> str:
+    """The plan as a text table for the terminal."""
+    i = p.inputs
+    lines = [
+        f"model {i.model_bytes:.4g} bytes; full checkpoint {i.checkpoint_seconds:.4g} s = {i.checkpoint_iterations:.3g} iterations; "
+        f"MTBF {i.mtbf_iterations:g} iterations; a failure loses {i.failure_fraction:g} of the nodes; "
+        f"c = {i.c:.4g}, ||x_0 - x*|| = {i.initial_distance:.4g}, run of {i.run_iterations} iterations",
+        "",
+        f"{'strategy':<22}{'C':>5}{'r':>7}{'E||delta||':>12}{'E[rework]':>11}{'ckpt/it':>11}{'fail/it':>11}{'cost/it':>11}",
+    ]
+
+    def row(r: pd.Series, mark: str = "") -> str:
+        return (
+            f"{r['strategy']:<22}{int(r['C']):>5}{r['r']:>7.3g}{r['expected_delta_norm']:>12.4g}{r['expected_rework']:>11.3f}"
+            f"{r['checkpoint_cost']:>11.4g}{r['failure_cost']:>11.4g}{r['cost_per_iteration']:>11.4g}{mark}"
+        )
+
+    for k in range(min(top, len(p.table))):
+        lines.append(row(p.table.iloc[k], "   <- recommended" if k == 0 else ""))
+    lines.append(row(p.young_daly, f"   <- traditional at Young/Daly's C* = {p.young_daly_interval}"))
+    lines += [
+        "",
+        f"recommended: {p.best['strategy']} with C = {int(p.best['C'])}, r = {p.best['r']:g}",
+        f"expected saving against traditional at Young/Daly's interval: {p.saving:.1%} of the fault-tolerance overhead "
+        f"({p.time_saving:.2%} of the total time per iteration)",
+        "costs are seconds per iteration; E[rework] is the bound at the estimated perturbation (an estimate, see `scar.planner`)",
+    ]
+    return "\n".join(lines)

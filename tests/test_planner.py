@@ -1,0 +1,195 @@
+"""The checkpoint planner: hand-checkable optima, Young/Daly as a special case, bad input named;
+the `scar plan` command; the simulation of whole runs under failures on the quadratic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scar.cli import main
+from scar.models import make_model
+from scar.planner import GeometricMovement, PlanInputs, TrajectoryMovement, candidates, plan, score, young_daly_interval
+from scar.simulation import PlannerSettings, settings_to_check, simulate_run, summarize_validation, validate_plan
+from scar.trajectory import run_baseline
+from scar.trials import TrialSettings
+
+
+def _inputs(**kw) -> PlanInputs:
+    base = dict(
+        model_bytes=1000.0, write_seconds_per_byte=0.002, seconds_per_iteration=1.0, mtbf_iterations=20.0,
+        failure_fraction=0.25, c=0.9, initial_distance=10.0, run_iterations=73,
+    )  # fmt: skip
+    return PlanInputs(**(base | kw))
+
+
+class _Stub:
+    """A movement with a fixed ``||delta||^2`` for full and for partial recovery."""
+
+    def __init__(self, full: float, partial: float, n: int = 72) -> None:
+        self.full, self.partial, self.n = full, partial, n
+
+    def delta_squared(self, strategy, interval, r, fraction):
+        T = np.arange(1, self.n + 1)
+        if strategy == "traditional":
+            return np.full(T.size, self.full), T - ((T - 1) // interval) * interval
+        return np.full(T.size, self.partial), np.zeros_like(T)
+
+
+def test_young_daly_interval():
+    assert young_daly_interval(2.0, 20.0) == 9  # sqrt(80) = 8.94
+    assert young_daly_interval(0.0, 20.0) == 1
+    assert young_daly_interval(50.0, 1.0) == 10
+
+
+def test_traditional_with_huge_perturbations_recovers_young_daly():
+    """Full rollback costs the whole distance back to the checkpoint ((C + 1) / 2 on average):
+    cost(C) = 2 / C + ((C + 1) / 2 + 2) / 20, minimised at C = sqrt(2 * 2 * 20) ~ 8.9."""
+    p = plan(_inputs(), _Stub(full=1e12, partial=1e12), strategies=["traditional"], intervals=[4, 8, 9, 12, 24])
+    assert int(p.best["C"]) == 9 == p.young_daly_interval
+    for row in p.table.itertuples():
+        C = row.C
+        assert row.expected_rework == pytest.approx((C + 1) / 2)
+        assert row.cost_per_iteration == pytest.approx(2 / C + ((C + 1) / 2 + 2) / 20)
+    assert p.saving == pytest.approx(0.0)
+
+
+def test_free_partial_recovery_wins_with_the_longest_interval():
+    # Partial recovery causing no perturbation costs only its checkpoints and the restore of the
+    # lost quarter: 2 / C + 0.5 / 20, least at the largest C; traditional pays the rollback.
+    p = plan(_inputs(), _Stub(full=1e12, partial=0.0), strategies=["traditional", "full_partial"], intervals=[4, 8, 16, 32])
+    assert (p.best["strategy"], int(p.best["C"])) == ("full_partial", 32)
+    assert p.best["cost_per_iteration"] == pytest.approx(2 / 32 + 0.25 * 2 / 20)
+    ref = 2 / 9 + (5 + 2) / 20
+    assert p.young_daly["cost_per_iteration"] == pytest.approx(ref)
+    assert p.saving == pytest.approx(1 - (2 / 32 + 0.025) / ref)
+
+
+def test_expected_rework_is_the_bound_at_the_estimated_norm():
+    inputs = _inputs()
+    row = score(inputs, _Stub(full=4.0, partial=1.0), "scar", 8, 0.5)
+    T = np.arange(1, 73)
+    expected = np.mean([math.log1p(1.0 / (0.9**t * 10.0)) / math.log(1 / 0.9) for t in T])
+    assert row["expected_rework"] == pytest.approx(expected)
+    assert row["expected_delta_norm"] == pytest.approx(1.0)
+
+
+def test_bad_input_names_the_option():
+    for kw, option in [
+        (dict(c=1.2), "--c"),
+        (dict(mtbf_iterations=0), "--mtbf"),
+        (dict(failure_fraction=1.5), "--failure-fraction"),
+        (dict(model_bytes=-1), "--model-bytes"),
+        (dict(seconds_per_iteration=float("nan")), "--seconds-per-iteration"),
+        (dict(run_iterations=1), "--run-iterations"),
+    ]:
+        with pytest.raises(ValueError, match=option):
+            _inputs(**kw)
+    with pytest.raises(ValueError, match="--r-values"):
+        candidates(["scar"], [8], [0.0])
+    with pytest.raises(ValueError, match="no valid"):
+        plan(_inputs(), strategies=["scar"], intervals=[3], r_values=[0.5])
+    with pytest.raises(ValueError, match="unknown strategy"):
+        plan(_inputs(), strategies=["magic"])
+
+
+def test_candidates_skip_r_one_for_fractional_policies_and_non_whole_r_times_c():
+    got = candidates(["traditional", "scar"], [4, 6], [1.0, 0.5, 0.25])
+    assert ("traditional", 4, 1.0) in got and ("scar", 4, 0.25) in got
+    assert ("scar", 6, 0.25) not in got and ("scar", 4, 1.0) not in got
+
+
+def test_geometric_movement_full_rollback():
+    m = GeometricMovement(c=0.5, initial_distance=8.0, run_iterations=10)
+    d2, stale = m.delta_squared("traditional", 4, 1.0, 0.25)
+    # T = 6: last save at 4, ||x_6 - x_4|| = 8 * 0.5^4 * (1 - 0.5^2) = 0.375
+    assert math.sqrt(d2[5]) == pytest.approx(0.375)
+    assert stale[5] == 2
+    d2p, _ = m.delta_squared("full_partial", 4, 1.0, 0.25)
+    np.testing.assert_allclose(d2p, 0.25 * d2)
+
+
+@pytest.fixture(scope="module")
+def quadratic_baseline():
+    model = make_model("quadratic", {"curvature_min": 0.5, "curvature_max": 1.0, "step_size": 0.1})
+    return model, run_baseline(model, None, seed=0, max_iters=150, tol=0.001, final_window=5)
+
+
+def test_trajectory_movement_matches_a_replay_by_hand(quadratic_baseline):
+    _, b = quadratic_baseline
+    m = TrajectoryMovement({"x": b.snapshots["x"]})
+    d2, stale = m.delta_squared("traditional", 5, 1.0, 0.25)
+    x = b.snapshots["x"]
+    assert d2[11] == pytest.approx(float(np.sum((x[12] - x[10]) ** 2)))  # T = 12, last save at 10
+    assert stale[11] == 2
+    d2p, _ = m.delta_squared("full_partial", 5, 1.0, 0.25)
+    np.testing.assert_allclose(d2p, 0.25 * d2)
+    # Priority saves the blocks that moved most: never a larger perturbation than round robin on average.
+    pri, _ = m.delta_squared("scar", 8, 0.25, 0.25)
+    rr, _ = m.delta_squared("round_robin_partial", 8, 0.25, 0.25)
+    assert pri.mean() <= rr.mean()
+
+
+def test_simulation_without_failures_is_the_baseline(quadratic_baseline):
+    model, b = quadratic_baseline
+    inputs = PlanInputs(
+        model_bytes=float(b.snapshots["x"][0].nbytes), write_seconds_per_byte=0.0, seconds_per_iteration=1.0,
+        mtbf_iterations=1e9, failure_fraction=0.25, c=b.contraction.c, initial_distance=b.contraction.initial_distance,
+        run_iterations=b.k_base,
+    )  # fmt: skip
+    run = simulate_run(model, None, b, "traditional", 4, 1.0, inputs, TrialSettings())
+    assert (run.iterations, run.n_failures, run.censored) == (b.k_base, 0, False)
+    assert run.cost == b.k_base
+    assert run.checkpoint_bytes == (b.k_base // 4) * b.snapshots["x"][0].nbytes
+
+
+def test_validation_runs_and_summarises(quadratic_baseline):
+    model, b = quadratic_baseline
+    settings = PlannerSettings(mtbf=15, intervals=(4, 8, 16), n_replicates=2, n_other=1)
+    p = settings.plan(b)
+    checked = settings_to_check(p, 1)
+    assert checked[0][3] == "recommended" and checked[1][3] == "traditional at Young/Daly"
+    runs = validate_plan(model, None, b, p, TrialSettings(), n_replicates=2, n_other=1, experiment=("quadratic", "none"))
+    assert len(runs) == 2 * len(checked)
+    assert (runs["n_failures"] > 0).any()
+    summary = summarize_validation(runs)
+    ref = summary[summary["role"] == "traditional at Young/Daly"]
+    assert float(ref["simulated_saving"].iloc[0]) == 0.0
+    assert np.isfinite(summary["relative_error"]).all()
+    # The multi-perturbation bound of each run, from the norms its recoveries caused.
+    assert (runs["bound_multi"] >= 0).all()
+    quiet = runs[runs["n_failures"] == 0]
+    assert (quiet["bound_multi"] == 0).all() and (quiet["rework"] == 0).all()
+    assert summary["bound_multi_held"].between(0, 1).all()
+
+
+def test_planner_settings_name_the_key():
+    with pytest.raises(ValueError, match="planner.mtbf"):
+        PlannerSettings(mtbf=0)
+    with pytest.raises(ValueError, match="planner.strategies"):
+        PlannerSettings(strategies=("traditional", "bogus"))
+
+
+def test_scar_plan_command(capsys, tmp_path, quadratic_baseline):
+    args = ["plan", "--n-params", "1e6", "--checkpoint-seconds", "20", "--seconds-per-iteration", "10", "--mtbf", "50",
+            "--failure-fraction", "0.25", "--c", "0.95", "--initial-distance", "5", "--run-iterations", "200"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "recommended" in out and "Young/Daly's C* = 14" in out  # sqrt(2 * 2 * 50) = 14.1
+    assert main(args[:-2] + ["--run-iterations", "-3"]) == 2
+    assert "--run-iterations" in capsys.readouterr().err
+    assert main(["plan", "--mtbf", "50", "--failure-fraction", "0.25"]) == 2
+    assert "missing --c" in capsys.readouterr().err
+    assert main(args + ["--write-seconds-per-byte", "1e-6"]) == 2
+    assert "exactly one" in capsys.readouterr().err
+    # From a baseline file: c, ||x_0 - x*||, K, size and trajectory read from it.
+    _, b = quadratic_baseline
+    path = tmp_path / "baseline.npz"
+    b.save(path)
+    assert (
+        main(["plan", "--baseline", str(path), "--checkpoint-seconds", "0.001", "--mtbf", "30", "--failure-fraction", "0.5"]) == 0
+    )
+    assert "from the baseline trajectory" in capsys.readouterr().out
+    assert main(["plan", "--baseline", str(tmp_path / "nope.npz"), "--mtbf", "3", "--failure-fraction", "0.5"]) == 2
+    assert "--baseline" in capsys.readouterr().err

@@ -1,0 +1,56 @@
+# Perturbation study: controlled perturbations of the server parameters, measured rework
+# against the bound (scar.study). One job per experiment.
+STUDY = scar_config.study_settings(config)
+
+
+rule perturbation_study:
+    input:
+        dataset="results/data/{dataset}.npz",
+        baseline="results/baseline/{model}/{dataset}/baseline.npz",
+    output:
+        runs="results/perturbations/{model}/{dataset}/runs.csv",
+        fit="results/perturbations/{model}/{dataset}/contraction.json",
+    log:
+        "results/logs/perturbation_study/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/perturbation_study/{model}/{dataset}.tsv"
+    params:
+        experiment=experiment,
+        settings=STUDY,
+        trial_settings=SETTINGS,
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/perturbation_study.py"
+
+
+rule perturbation_report:
+    input:
+        runs=[f"results/perturbations/{m}/{d}/runs.csv" for m, d in EXPERIMENTS],
+        fits=[f"results/perturbations/{m}/{d}/contraction.json" for m, d in EXPERIMENTS],
+    output:
+        runs=report(
+            "results/tables/perturbations.csv",
+            caption="../report/perturbations_table.rst",
+            category="Perturbation study",
+        ),
+        summary=report(
+            "results/tables/perturbation_summary.csv",
+            caption="../report/perturbation_summary.rst",
+            category="Perturbation study",
+        ),
+        figure=report(
+            "results/figures/perturbations.png",
+            caption="../report/perturbations_figure.rst",
+            category="Perturbation study",
+        ),
+    log:
+        "results/logs/perturbation_report.log",
+    script:
+        "../scripts/perturbation_report.py"
+
+
+localrules:
+    perturbation_report,

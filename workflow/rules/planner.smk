@@ -1,0 +1,66 @@
+# Checkpoint planner: a plan per experiment (scar.planner), and for the experiments listed in
+# planner.validate a simulation of whole runs under failures (scar.simulation).
+PLANNER = scar_config.planner_settings(config)
+VALIDATED = [tuple(e.split("/")) for e in PLANNER.validate]
+
+
+rule plan_checkpoints:
+    input:
+        baseline="results/baseline/{model}/{dataset}/baseline.npz",
+    output:
+        "results/planner/{model}/{dataset}/plan.csv",
+    log:
+        "results/logs/plan_checkpoints/{model}/{dataset}.log",
+    params:
+        settings=PLANNER,
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plan_checkpoints.py"
+
+
+rule validate_plan:
+    input:
+        dataset="results/data/{dataset}.npz",
+        baseline="results/baseline/{model}/{dataset}/baseline.npz",
+    output:
+        "results/planner/{model}/{dataset}/validation.csv",
+    log:
+        "results/logs/validate_plan/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/validate_plan/{model}/{dataset}.tsv"
+    params:
+        experiment=experiment,
+        settings=PLANNER,
+        trial_settings=SETTINGS,
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/validate_plan.py"
+
+
+rule planner_report:
+    input:
+        plans=[f"results/planner/{m}/{d}/plan.csv" for m, d in EXPERIMENTS],
+        validations=[f"results/planner/{m}/{d}/validation.csv" for m, d in VALIDATED],
+    output:
+        **{
+            k: report(p, caption=f"../report/{c}.rst", category="Checkpoint planner")
+            for k, p, c in [
+                ("plans", "results/tables/plans.csv", "plans"),
+                ("validation", "results/tables/planner_validation.csv", "planner_validation"),
+                ("figure", "results/figures/planner_validation.png", "planner_validation_figure"),
+            ]
+            if k == "plans" or VALIDATED
+        },
+    log:
+        "results/logs/planner_report.log",
+    script:
+        "../scripts/planner_report.py"
+
+
+localrules:
+    planner_report,

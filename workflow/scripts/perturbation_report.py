@@ -1,0 +1,11 @@
+# Thin wrapper: rule perturbation_report -> scar.pipeline.perturbation_report
+from scar.pipeline import perturbation_report, setup_logging
+
+setup_logging(snakemake.log[0])
+perturbation_report(
+    snakemake.input.runs,
+    snakemake.input.fits,
+    runs_out=snakemake.output.runs,
+    summary_out=snakemake.output.summary,
+    figure_out=snakemake.output.figure,
+)

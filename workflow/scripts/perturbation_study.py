@@ -1,0 +1,16 @@
+# Thin wrapper: rule perturbation_study -> scar.pipeline.perturbation_study
+from scar.pipeline import perturbation_study, setup_logging
+
+setup_logging(snakemake.log[0])
+exp = snakemake.params.experiment
+perturbation_study(
+    exp.model,
+    exp.params,
+    snakemake.input.dataset,
+    snakemake.input.baseline,
+    snakemake.params.settings,
+    snakemake.params.trial_settings,
+    runs_out=snakemake.output.runs,
+    fit_out=snakemake.output.fit,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,11 @@
+# Thin wrapper: rule planner_report -> scar.pipeline.planner_report
+from scar.pipeline import planner_report, setup_logging
+
+setup_logging(snakemake.log[0])
+planner_report(
+    snakemake.input.plans,
+    snakemake.input.validations,
+    plans_out=snakemake.output.plans,
+    validation_out=snakemake.output.get("validation"),
+    figure_out=snakemake.output.get("figure"),
+)
