@@ -97,7 +97,9 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so that drifts in machine load hit both sides
         ours.append(time_ours(dataset, args.topics, args.sweeps, alpha, beta))
         theirs.append(time_lda_package(X, args.topics, args.sweeps, alpha, beta))
-    print(f"LDA collapsed Gibbs on {dataset.label}: {int(X.sum()):,} tokens, K = {args.topics}, {args.sweeps} sweeps, {args.repeats} runs")
+    print(
+        f"LDA collapsed Gibbs on {dataset.label}: {int(X.sum()):,} tokens, K = {args.topics}, {args.sweeps} sweeps, {args.repeats} runs"
+    )
     print(f"{'sampler':<28}{'tokens/s (median)':>20}{'min':>14}{'max':>14}")
     for name, values in (("scar (numba)", ours), ("lda package (Cython)", theirs)):
         print(f"{name:<28}{statistics.median(values):>20,.0f}{min(values):>14,.0f}{max(values):>14,.0f}")

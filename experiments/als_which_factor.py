@@ -53,10 +53,14 @@ def main(n_trials: int = 20, fraction: float = 0.25, interval: int = 8, r: float
     print(f"lost rows restored from SCAR's checkpoint (priority, r = {r:g}, C = {interval}). Rework in sweeps (interpolated):")
     for case, values in rework.items():
         v = np.asarray(values)
-        print(f"  restore {case:<8} mean {v.mean():6.3f}   max {v.max():6.3f}   exactly zero in {np.mean(v == 0):.0%} of failures")
+        print(
+            f"  restore {case:<8} mean {v.mean():6.3f}   max {v.max():6.3f}   exactly zero in {np.mean(v == 0):.0%} of failures"
+        )
     total = sum(saved_rows.values())
-    print(f"rows SCAR's priority saves chose (all saves before the failures): U {saved_rows['U'] / total:.0%}, "
-          f"V {saved_rows['V'] / total:.0%} (U holds {layout.n_rows[0] / sum(layout.n_rows):.0%} of the rows)")
+    print(
+        f"rows SCAR's priority saves chose (all saves before the failures): U {saved_rows['U'] / total:.0%}, "
+        f"V {saved_rows['V'] / total:.0%} (U holds {layout.n_rows[0] / sum(layout.n_rows):.0%} of the rows)"
+    )
 
 
 if __name__ == "__main__":

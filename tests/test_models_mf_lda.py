@@ -201,7 +201,8 @@ def test_lda_rejects_a_rating_dataset():
 
 
 @pytest.mark.parametrize(
-    "params, name", [({"n_topics": 0}, "n_topics"), ({"alpha": 0}, "alpha"), ({"beta": "x"}, "beta"), ({"resync_every": -1}, "resync_every")]
+    "params, name",
+    [({"n_topics": 0}, "n_topics"), ({"alpha": 0}, "alpha"), ({"beta": "x"}, "beta"), ({"resync_every": -1}, "resync_every")],
 )
 def test_lda_bad_hyperparameters_are_named(params, name):
     with pytest.raises(ValueError, match=name):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from scar.datasets.base import Dataset, DatasetUnavailableError, Source, _SOURCES
+from scar.datasets.base import _SOURCES, Dataset, DatasetUnavailableError, Source
 from scar.datasets.classification import load_covtype, load_mnist
 from scar.datasets.corpora import load_20newsgroups, load_reuters
 from scar.datasets.ratings import load_jester, load_movielens

@@ -164,7 +164,6 @@ def _fetch(dataset: str, fetcher: Callable[..., Any], /, **kwargs: Any) -> Any:
         ) from exc
 
 
-
 def download(dataset: str, url: str, data_home: str | os.PathLike[str] | None = None) -> Path:
     """The file at ``url``, downloaded once into ``data_home`` (default ``~/scar_data``).
 

@@ -128,7 +128,9 @@ class LDA(Model):
         arrays = dataset.arrays
         missing = {"doc_ptr", "word", "count", "vocabulary"} - set(arrays)
         if missing:
-            raise ValueError(f"lda needs a corpus dataset (doc_ptr, word, count, vocabulary); {dataset.name!r} lacks {sorted(missing)}")
+            raise ValueError(
+                f"lda needs a corpus dataset (doc_ptr, word, count, vocabulary); {dataset.name!r} lacks {sorted(missing)}"
+            )
         counts = np.asarray(arrays["count"], dtype=np.int64)
         n_docs = len(arrays["doc_ptr"]) - 1
         entry_doc = np.repeat(np.arange(n_docs), np.diff(arrays["doc_ptr"]))
