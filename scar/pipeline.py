@@ -186,14 +186,18 @@ def aggregate(
     summary = summarize(trials, seed=seed)
     write_csv(summary, summary_out)
     write_csv(headline(summary), headline_out)
-    measures = {"whole iterations": "rework", "interpolated": "rework_fractional"}
-    tables = {name: results_table(summary, m) for name, m in measures.items()}
+    # measure column -> (trial column, heading words)
+    measures = {
+        "whole iterations": ("rework", "whole iterations"),
+        "interpolated": ("rework_fractional", "iterations interpolated at the target crossing"),
+    }
+    tables = {name: results_table(summary, column) for name, (column, _) in measures.items()}
     if results_out is not None:
         write_csv(pd.concat([t.assign(measure=n) for n, t in tables.items()], ignore_index=True), results_out)
     if results_md_out is not None:
         text = "".join(
-            f"### Rework in {name} (mean [95% CI]); SCAR's reduction against traditional [paired-bootstrap 95% CI]\n\n"
-            f"{markdown_table(t)}\n"
+            f"### Rework in {measures[name][1]}: mean [95% CI]; SCAR's reduction against traditional "
+            f"[paired-bootstrap 95% CI]\n\n{markdown_table(t)}\n"
             for name, t in tables.items()
         )
         with atomic_write(results_md_out, "w") as fh:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from scar.analysis import bound_verdicts, headline, mean_ci, paired_reduction, summarize
+from scar.analysis import bound_verdicts, headline, markdown_table, mean_ci, paired_reduction, results_table, summarize
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -93,3 +93,23 @@ def test_headline_has_one_row_per_fraction_with_both_reworks():
     assert row["rework_mean_traditional"] == pytest.approx(5.0)
     assert row["rework_mean_scar"] == pytest.approx(1.0)
     assert row["reduction"] == pytest.approx(0.8)
+
+
+def test_results_table_has_every_strategy_and_scars_reduction():
+    summary = summarize(_trials())
+    table = results_table(summary, "rework")
+    assert list(table.columns) == ["model", "dataset", "nodes lost", "r", "trials", "traditional", "scar", "SCAR reduction"]
+    row = table.iloc[0]
+    assert row["nodes lost"] == "1/4" and row["r"] == "1/4" and row["trials"] == 3
+    lo, hi = summary.set_index("strategy").loc["traditional", ["rework_ci_low", "rework_ci_high"]]
+    assert row["traditional"] == f"5.00 [{lo:.2f}, {hi:.2f}]"
+    assert row["SCAR reduction"].startswith("80% [")
+    interpolated = results_table(summary, "rework_fractional").iloc[0]
+    assert interpolated["scar"].startswith("0.50 [")
+    with pytest.raises(ValueError, match="measure"):
+        results_table(summary, "speed")
+
+
+def test_markdown_table_has_a_header_rule_and_one_line_per_row():
+    text = markdown_table(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2 | y |"]
