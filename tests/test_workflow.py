@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, SNAKEFILE, run_snakemake
 from scar.trials import TRIAL_COLUMNS
@@ -76,7 +78,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     jobs = _jobs(proc.stdout + proc.stderr)
     kept = [p for p, t in stamps.items() if p.stat().st_mtime_ns == t]
     assert len(kept) >= max(1, len(stamps) - 1)
-    assert jobs.get("run_trial", 0) == 4 - len(kept)
+    assert jobs.get("run_trials", 0) == 4 - len(kept)  # tiny.yaml: batch_size 1
 
     for name in TABLES:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
@@ -125,8 +127,9 @@ def test_paper_config_dry_run_builds_its_dag(tmp_path):
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = _jobs(proc.stdout + proc.stderr)
-    # 2 datasets x 100 positions x 3 fractions.
-    assert jobs["run_trial"] == 600
+    # 2 datasets x 100 positions x 3 fractions, in batches of failures.batch_size.
+    size = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["failures"]["batch_size"]
+    assert jobs["run_trials"] == 2 * math.ceil(100 * 3 / size)
     assert jobs["train_baseline"] == 2
     print(f"paper config dry run: {elapsed:.1f}s for {jobs['total']} jobs")
     assert elapsed < 60, f"the paper config's DAG took {elapsed:.0f}s to build (limit 60s)"
