@@ -49,7 +49,8 @@ def _cluster_problem() -> str | None:
         return "sinfo timed out: is slurmctld running? (`.ci/slurm.sh up`)"
     states = proc.stdout.split()
     if proc.returncode != 0 or not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in states):
-        return f"the SLURM cluster is not up (sinfo: {(proc.stdout + proc.stderr).strip() or 'no nodes'}); start it with `.ci/slurm.sh up`"
+        said = (proc.stdout + proc.stderr).strip().splitlines()
+        return f"the SLURM cluster is not up (sinfo: {said[-1] if said else 'no nodes'}); start it with `.ci/slurm.sh up`"
     return None
 
 
