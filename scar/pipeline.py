@@ -238,7 +238,12 @@ def setup_logging(log_file: PathLike | None = None) -> None:
     )
     # Where the job ran: on a cluster, the SLURM job to look up (sacct, seff) when it misbehaves.
     slurm_job = os.environ.get("SLURM_JOB_ID")
-    log.info("job on host %s, pid %d, %s", platform.node(), os.getpid(), f"SLURM_JOB_ID={slurm_job}" if slurm_job else "not a SLURM job")
+    log.info(
+        "job on host %s, pid %d, %s",
+        platform.node(),
+        os.getpid(),
+        f"SLURM_JOB_ID={slurm_job}" if slurm_job else "not a SLURM job",
+    )
 
     def log_uncaught(exc_type, exc, tb) -> None:
         log.critical("job failed", exc_info=(exc_type, exc, tb))

@@ -60,7 +60,9 @@ def test_batch_size_defaults_and_is_checked(default_config):
 def test_trial_runtime_scales_with_batch_and_measured_speed(tmp_path):
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps({"k_base": 50, "seconds_per_iteration": 0.5}))
-    settings = TrialSettings(strategies=("traditional", "scar"), interval=8, r_values=(0.5, 0.25), n_nodes=8, placement="round_robin")
+    settings = TrialSettings(
+        strategies=("traditional", "scar"), interval=8, r_values=(0.5, 0.25), n_nodes=8, placement="round_robin"
+    )
     assert resources.runs_per_trial(settings) == 1 + 2
     one = resources.trials_runtime(summary, 1, settings)
     ten = resources.trials_runtime(summary, 10, settings)
