@@ -151,3 +151,53 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
         columns={"rework_mean": "rework_mean_scar", "rework_fractional_mean": "rework_fractional_mean_scar",
                  "dataset_label": "dataset"}
     )  # fmt: skip
+
+
+def _fraction_text(f: float) -> str:
+    from fractions import Fraction
+
+    return str(Fraction(float(f)).limit_denominator(1000))
+
+
+def results_table(summary: pd.DataFrame, measure: str = "rework_fractional") -> pd.DataFrame:
+    """The paper's results table, one row per model, dataset, failure fraction (and r): the
+    mean rework of every strategy with its 95% CI, then SCAR's reduction against traditional
+    with its paired-bootstrap CI. Cells are text (``"4.80 [4.1, 5.5]"``), for reading.
+
+    ``measure`` is ``"rework_fractional"`` (interpolated at the target crossing) or
+    ``"rework"`` (whole iterations).
+    """
+    suffix = MEASURES.get(measure)
+    if suffix is None:
+        raise ValueError(f"measure must be one of {sorted(MEASURES)}, got {measure!r}")
+    strategies = [s for s in ("traditional", "full_partial", "round_robin_partial", "random_partial", "scar")
+                  if s in set(summary["strategy"])]  # fmt: skip
+    strategies += sorted(set(summary["strategy"]) - set(strategies))
+    # Rows are keyed by the fractional policies' r; full-checkpoint strategies (r = 1) repeat.
+    fractional_r = sorted(set(summary.loc[summary["r"] < 1, "r"]), reverse=True) or [1.0]
+    rows = []
+    for (model, label, f), g in summary.groupby(["model", "dataset_label", "failure_fraction"], sort=True):
+        for r in fractional_r:
+            row = {"model": model, "dataset": label, "nodes lost": _fraction_text(f), "r": _fraction_text(r)}
+            for s in strategies:
+                e = g[(g["strategy"] == s) & ((g["r"] == r) | (g["r"] == 1.0))]
+                if e.empty:
+                    continue
+                e = e.iloc[0]
+                row["trials"] = int(e["n_trials"])
+                row[s] = f"{e[f'{measure}_mean']:.2f} [{e[f'{measure}_ci_low']:.2f}, {e[f'{measure}_ci_high']:.2f}]"
+            scar = g[(g["strategy"] == "scar") & (g["r"] == r)]
+            if len(scar):
+                e = scar.iloc[0]
+                red, lo, hi = (e[f"reduction{suffix}{x}"] for x in ("", "_ci_low", "_ci_high"))
+                row["SCAR reduction"] = f"{red:.0%} [{lo:.0%}, {hi:.0%}]" if np.isfinite(red) else "n/a (no rework)"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a GitHub Markdown table (no extra dependency)."""
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"

@@ -31,10 +31,16 @@ class Experiment:
     dataset: str
     params: dict[str, Any]
     max_iters: int
+    tol: float
 
 
 def experiments(config: Mapping[str, Any]) -> list[Experiment]:
-    """Every (model, dataset) pair of the config, hyperparameters merged with per-dataset overrides."""
+    """Every (model, dataset) pair of the config, hyperparameters merged with per-dataset overrides.
+
+    ``tol`` (the convergence target) can be set per model and per dataset because models
+    descend at very different paces: with one tolerance, ALS on a dense matrix would "converge"
+    in two sweeps while LDA would need hundreds.
+    """
     out = []
     for model, entry in config["models"].items():
         overrides = entry.get("overrides") or {}
@@ -53,7 +59,10 @@ def experiments(config: Mapping[str, Any]) -> list[Experiment]:
                 make_model(model, params)
             except ValueError as err:
                 raise ConfigError(f"models.{model}: {err}") from err
-            out.append(Experiment(model, dataset, params, int(over.get("max_iters", entry["max_iters"]))))
+            max_iters = int(over.get("max_iters", entry["max_iters"]))
+            # The convergence target's tolerance: per dataset, else per model, else baseline.tol.
+            tol = float(over.get("tol", entry.get("tol", config["baseline"]["tol"])))
+            out.append(Experiment(model, dataset, params, max_iters, tol))
     return out
 
 

@@ -169,12 +169,15 @@ def aggregate(
     summary_out: PathLike,
     headline_out: PathLike,
     baselines_out: PathLike,
+    results_out: PathLike | None = None,
+    results_md_out: PathLike | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Concatenate the trial tables and write the summary, the headline and the baselines table."""
+    """Concatenate the trial tables and write the summary, the headline, the paper-style
+    results table (CSV and Markdown, both rework measures) and the baselines table."""
     # Imported here: scipy.stats and seaborn take a second to import, and the many trial jobs
     # that import this module need neither.
-    from scar.analysis import headline, summarize
+    from scar.analysis import headline, markdown_table, results_table, summarize
 
     if not trial_files:
         raise ValueError("no trial result files to aggregate")
@@ -184,6 +187,18 @@ def aggregate(
     summary = summarize(trials, seed=seed)
     write_csv(summary, summary_out)
     write_csv(headline(summary), headline_out)
+    measures = {"whole iterations": "rework", "interpolated": "rework_fractional"}
+    tables = {name: results_table(summary, m) for name, m in measures.items()}
+    if results_out is not None:
+        write_csv(pd.concat([t.assign(measure=n) for n, t in tables.items()], ignore_index=True), results_out)
+    if results_md_out is not None:
+        text = "".join(
+            f"### Rework in {name} (mean [95% CI]); SCAR's reduction against traditional [paired-bootstrap 95% CI]\n\n"
+            f"{markdown_table(t)}\n"
+            for name, t in tables.items()
+        )
+        with atomic_write(results_md_out, "w") as fh:
+            fh.write(text)
     base = pd.DataFrame([_baseline_row(json.loads(Path(p).read_text())) for p in baseline_summaries])
     write_csv(base, baselines_out)
     return summary

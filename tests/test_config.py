@@ -101,7 +101,8 @@ def test_trial_table_is_deterministic_and_complete(default_config):
     b = scar_config.trial_table(default_config)
     assert a.equals(b)
     f = default_config["failures"]
-    assert len(a) == f["n_trials"] * len(f["fractions"])
+    n_experiments = len(scar_config.experiments(default_config))
+    assert len(a) == n_experiments * f["n_trials"] * len(f["fractions"])
     assert a["position"].between(*f["window"]).all()
     assert not a.duplicated(["model", "dataset", "fraction", "trial"]).any()
 

@@ -279,11 +279,11 @@ def test_load_corrupt_file_names_the_path(tmp_path, make_bad):
 
 
 def test_available_datasets():
-    assert available_datasets() == ["covtype", "mnist"]
+    assert available_datasets() == ["20newsgroups", "covtype", "jester", "mnist", "movielens", "reuters"]
 
 
 def test_unknown_name_lists_known_datasets():
-    with pytest.raises(ValueError, match=r"'cifar'.*covtype, mnist"):
+    with pytest.raises(ValueError, match=r"'cifar'.*covtype, jester, mnist"):
         load_dataset("cifar")
 
 

@@ -11,11 +11,15 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from scar.models.base import Model, State
+from scar.models.lda import LDA
 from scar.models.logistic_regression import LogisticRegression
+from scar.models.matrix_factorization import MatrixFactorization
 from scar.models.quadratic import Quadratic
 
 MODELS: dict[str, type[Model]] = {
+    LDA.name: LDA,
     LogisticRegression.name: LogisticRegression,
+    MatrixFactorization.name: MatrixFactorization,
     Quadratic.name: Quadratic,
 }
 
@@ -50,4 +54,4 @@ def make_model(name: str, params: dict[str, Any] | None = None) -> Model:
     return model
 
 
-__all__ = ["MODELS", "Model", "State", "LogisticRegression", "Quadratic", "available_models", "make_model"]
+__all__ = ["LDA", "MODELS", "MatrixFactorization", "Model", "State", "LogisticRegression", "Quadratic", "available_models", "make_model"]

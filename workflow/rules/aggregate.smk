@@ -23,6 +23,12 @@ rule aggregate:
             caption="../report/baselines.rst",
             category="Tables",
         ),
+        results=report(
+            "results/tables/results.csv",
+            caption="../report/results.rst",
+            category="Tables",
+        ),
+        results_md="results/tables/results.md",
     log:
         "results/logs/aggregate.log",
     params:

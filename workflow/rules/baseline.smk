@@ -10,7 +10,7 @@ rule train_baseline:
         "results/benchmarks/train_baseline/{model}/{dataset}.tsv"
     params:
         experiment=experiment,
-        tol=config["baseline"]["tol"],
+        tol=lambda wc: experiment(wc).tol,
         final_window=config["baseline"]["final_window"],
         seed=config["seed"],
     threads: THREADS

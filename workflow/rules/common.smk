@@ -69,6 +69,8 @@ def final_outputs():
         "results/tables/summary.csv",
         "results/tables/headline.csv",
         "results/tables/baselines.csv",
+        "results/tables/results.csv",
+        "results/tables/results.md",
         "results/figures/rework_by_strategy.png",
         "results/figures/rework_vs_perturbation.png",
         "results/figures/baselines.png",

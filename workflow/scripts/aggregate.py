@@ -9,5 +9,7 @@ aggregate(
     summary_out=snakemake.output.summary,
     headline_out=snakemake.output.headline,
     baselines_out=snakemake.output.baselines,
+    results_out=snakemake.output.results,
+    results_md_out=snakemake.output.results_md,
     seed=snakemake.params.seed,
 )

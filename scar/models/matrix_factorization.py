@@ -1,0 +1,149 @@
+"""Explicit-feedback matrix factorization trained by alternating least squares (ALS).
+
+Ratings ``r_ui`` (centred on their mean) are approximated by ``u_u . v_i`` with rank-``rank``
+factors. One iteration is one ALS sweep: every user row of ``U`` is solved exactly from ``V``,
+then every item row of ``V`` from the new ``U``, with weighted-lambda regularisation (ALS-WR,
+Zhou et al. 2008: a row with ``n`` ratings gets ``l2 * n``). The objective is the regularised
+squared error per rating, which ALS never increases; :meth:`rmse` reports the fit.
+
+The parameter server holds both factor matrices; blocks are their rows (one per user, one per
+item). Because a sweep recomputes ``U`` from ``V`` alone, **a perturbation of ``U`` between
+sweeps is erased by the next sweep, exactly**: the run continues bit for bit as if nothing had
+happened. Only ``V`` (the factor solved last) carries state from one sweep to the next, so a
+failure can hurt only through the item rows it loses (and, under full recovery, through the
+rollback of all of ``V``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from scar.models.base import Model, State
+
+
+@dataclass(frozen=True)
+class _Ratings:
+    by_user: tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR: indptr, item, rating
+    by_item: tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR: indptr, user, rating
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray  # centred
+    mean: float
+
+    @property
+    def n_users(self) -> int:
+        return len(self.by_user[0]) - 1
+
+    @property
+    def n_items(self) -> int:
+        return len(self.by_item[0]) - 1
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int):
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, np.ascontiguousarray(cols[order]), np.ascontiguousarray(values[order])
+
+
+@numba.njit(cache=True)
+def _solve_rows(indptr, cols, values, other, l2, out):  # pragma: no cover - compiled
+    """out[r] = argmin_x sum_p (values[p] - x . other[cols[p]])^2 + l2 * n_r * ||x||^2."""
+    k = other.shape[1]
+    A = np.empty((k, k))
+    b = np.empty(k)
+    for r in range(len(indptr) - 1):
+        A[:] = 0.0
+        b[:] = 0.0
+        for p in range(indptr[r], indptr[r + 1]):
+            v = other[cols[p]]
+            for a in range(k):
+                b[a] += values[p] * v[a]
+                for c in range(a + 1):
+                    A[a, c] += v[a] * v[c]
+        reg = l2 * max(indptr[r + 1] - indptr[r], 1)
+        for a in range(k):
+            A[a, a] += reg
+            for c in range(a):
+                A[c, a] = A[a, c]
+        out[r] = np.linalg.solve(A, b)
+
+
+class MatrixFactorization(Model):
+    """Matrix factorization by ALS.
+
+    Parameters
+    ----------
+    rank : number of latent factors.
+    l2 : regularisation; a row with ``n`` ratings is penalised by ``l2 * n * ||row||^2``.
+    init_scale : standard deviation of the initial factors (``U``'s is irrelevant: it is
+        solved first).
+    """
+
+    name = "mf"
+    iteration = "one ALS sweep: all user rows, then all item rows, solved exactly"
+    objective_name = "regularised squared error per rating"
+    server_params = ("U", "V")
+
+    def __init__(self, rank: int = 10, l2: float = 0.05, init_scale: float = 0.1) -> None:
+        self.rank = rank
+        self.l2 = l2
+        self.init_scale = init_scale
+
+    def check_params(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {self.rank!r}")
+        for key in ("l2", "init_scale"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{key} must be a positive number, got {value!r}")
+
+    def prepare(self, dataset) -> _Ratings:
+        arrays = dataset.arrays
+        missing = {"user", "item", "rating", "shape"} - set(arrays)
+        if missing:
+            raise ValueError(f"mf needs a rating dataset (user, item, rating, shape); {dataset.name!r} lacks {sorted(missing)}")
+        user = np.asarray(arrays["user"], dtype=np.int64)
+        item = np.asarray(arrays["item"], dtype=np.int64)
+        rating = np.asarray(arrays["rating"], dtype=np.float64)
+        n_users, n_items = (int(n) for n in arrays["shape"])
+        mean = float(rating.mean())
+        centred = rating - mean
+        return _Ratings(
+            by_user=_csr(user, item, centred, n_users),
+            by_item=_csr(item, user, centred, n_items),
+            user=user,
+            item=item,
+            rating=centred,
+            mean=mean,
+        )
+
+    def init_state(self, data: _Ratings, seed: int) -> State:
+        rng = np.random.default_rng(seed)
+        return {
+            "U": self.init_scale * rng.standard_normal((data.n_users, self.rank)),
+            "V": self.init_scale * rng.standard_normal((data.n_items, self.rank)),
+        }
+
+    def step(self, state: State, data: _Ratings, rng: np.random.Generator) -> None:
+        # ALS is deterministic: rng is not used.
+        _solve_rows(*data.by_user, state["V"], float(self.l2), state["U"])
+        _solve_rows(*data.by_item, state["U"], float(self.l2), state["V"])
+
+    def _residuals(self, state: State, data: _Ratings) -> np.ndarray:
+        return data.rating - np.einsum("ij,ij->i", state["U"][data.user], state["V"][data.item])
+
+    def objective(self, state: State, data: _Ratings) -> float:
+        U, V = state["U"], state["V"]
+        sq = float(np.square(self._residuals(state, data)).sum())
+        n_u = np.diff(data.by_user[0])
+        n_i = np.diff(data.by_item[0])
+        reg = self.l2 * (float(n_u @ np.square(U).sum(axis=1)) + float(n_i @ np.square(V).sum(axis=1)))
+        return (sq + reg) / len(data.rating)
+
+    def rmse(self, state: State, data: _Ratings) -> float:
+        """Root mean squared error on the training ratings."""
+        return float(np.sqrt(np.mean(np.square(self._residuals(state, data)))))
