@@ -17,11 +17,15 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEFILE, run_snakemake
+from scar import config as scar_config
 from scar.trials import TRIAL_COLUMNS
 
 pytestmark = pytest.mark.slow
 
 TABLES = ("trials", "summary", "headline", "baselines")
+TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+TINY_TRIALS = scar_config.trial_table(TINY)
+TINY_BATCHES = len(TINY_TRIALS.drop_duplicates(["model", "dataset", "batch"]))
 FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "baselines")
 
 
@@ -68,7 +72,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     config = REPO / "tests" / "configs" / "tiny.yaml"
     results = tmp_path / "results"
     done = _interrupt_after_trials(tmp_path, config, n_done=2)
-    assert 0 < len(done) < 4
+    assert 0 < len(done) < TINY_BATCHES
     assert not (results / "tables" / "trials.csv").exists()
     stamps = {p: p.stat().st_mtime_ns for p in done}
 
@@ -78,7 +82,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     jobs = _jobs(proc.stdout + proc.stderr)
     kept = [p for p, t in stamps.items() if p.stat().st_mtime_ns == t]
     assert len(kept) >= max(1, len(stamps) - 1)
-    assert jobs.get("run_trials", 0) == 4 - len(kept)  # tiny.yaml: batch_size 1
+    assert jobs.get("run_trials", 0) == TINY_BATCHES - len(kept)
 
     for name in TABLES:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
@@ -88,8 +92,8 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
 
     trials = pd.read_csv(results / "tables" / "trials.csv")
     assert list(trials.columns) == list(TRIAL_COLUMNS)
-    # 2 positions x 2 fractions, each under 5 strategies (one r).
-    assert len(trials) == 2 * 2 * 5
+    # Per experiment 2 positions x 2 fractions, each under 5 strategies (one r).
+    assert len(trials) == len(TINY_TRIALS) * 5
     assert set(trials["strategy"]) == {"traditional", "scar", "full_partial", "round_robin_partial", "random_partial"}
     assert trials["rework"].notna().all()
     assert (trials.loc[trials["recovery_policy"] == "full", "r"] == 1.0).all()
@@ -98,7 +102,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     assert np.isfinite(trials["bound"]).all() and trials["c_hat"].between(0, 1, inclusive="neither").all()
     assert trials["rework_fractional"].notna().all()
     # Traditional recovery rolls everything back: never a smaller perturbation than full_partial's.
-    by = trials.set_index(["trial", "failure_fraction", "strategy"])["perturbation_norm"].unstack()
+    by = trials.set_index(["model", "dataset", "trial", "failure_fraction", "strategy"])["perturbation_norm"].unstack()
     assert (by["traditional"] >= by["full_partial"] - 1e-12).all()
 
     summary = pd.read_csv(results / "tables" / "summary.csv")
