@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from scar import config as scar_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -88,12 +89,16 @@ def test_tiny_config_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_pat
 
     # Every submitted job ran inside its own SLURM job; the local rules did not.
     logs = on_slurm / "results" / "logs"
+    trials = scar_config.trial_table(tiny_config)
+    experiments = trials.drop_duplicates(["model", "dataset"])
     cluster_logs = [
-        logs / "prepare_dataset" / "mnist.log",
-        logs / "train_baseline" / "mlr" / "mnist.log",
-        *sorted((logs / "run_trials").rglob("*.log")),
+        *(logs / "prepare_dataset" / f"{d}.log" for d in tiny_config["datasets"]),
+        *(logs / "train_baseline" / m / f"{d}.log" for m, d in zip(experiments.model, experiments.dataset)),
+        *(
+            logs / "run_trials" / r.model / r.dataset / f"batch{r.batch}.log"
+            for r in trials.drop_duplicates(["model", "dataset", "batch"]).itertuples()
+        ),
     ]
-    assert len(cluster_logs) == 2 + 4  # tiny.yaml: 4 trials, batch_size 1
     ids = [_slurm_ids(p) for p in cluster_logs]
     assert all(len(i) == 1 for i in ids), dict(zip(map(str, cluster_logs), ids))
     job_ids = set().union(*ids)
@@ -121,7 +126,11 @@ def test_a_failing_cluster_job_fails_the_run_shows_its_log_and_keeps_finished_tr
     # cannot be spread over the 8 server nodes (known once the model's state exists), while its
     # baseline (which does not place blocks) trains fine.
     cfg = copy.deepcopy(tiny_config)
-    cfg["models"]["quadratic"] = {"params": {"n_blocks": 4, "width": 2}, "datasets": ["mnist"], "max_iters": 30}
+    cfg["datasets"] = {"mnist": cfg["datasets"]["mnist"]}
+    cfg["models"] = {
+        "mlr": cfg["models"]["mlr"],
+        "quadratic": {"params": {"n_blocks": 4, "width": 2}, "datasets": ["mnist"], "max_iters": 30},
+    }
     cfg["failures"]["batch_size"] = 2
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tmp_path, "--configfile", str(tmp_path / "c.yaml"), *CLUSTER_ARGS, timeout=900)
