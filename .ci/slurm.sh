@@ -43,7 +43,14 @@ start_daemon() {  # name pidfile command...: start a self-daemonizing daemon, re
 up() {
     [[ $(id -u) -eq 0 ]] || cannot "not root (uid $(id -u))"
     command -v apt-get >/dev/null || cannot "no apt-get (not a Debian-like machine)"
-    [[ ! -e $STATE/pids ]] || cannot "$STATE/pids exists: a cluster from an earlier 'up' is still recorded; run '$0 down' first"
+    if [[ -e $STATE/pids ]]; then
+        if [[ $(sinfo -h -o %T 2>/dev/null || true) == idle ]]; then
+            say "a cluster from an earlier 'up' is running and idle; using it"
+            return 0
+        fi
+        say "a cluster from an earlier 'up' is recorded but not idle; stopping it first"
+        down
+    fi
     if [[ -e $CONF ]] && ! grep -qF "$MARK" "$CONF"; then
         cannot "$CONF exists and is not ours: refusing to replace a real SLURM configuration"
     fi
