@@ -53,7 +53,16 @@ def _interrupt_after_trials(workdir: Path, config: Path, n_done: int, timeout: f
         "--configfile",
         str(config),
     ]
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        # A shell without job control starts background commands with SIGINT ignored, and
+        # the child would inherit that (CI run as `.ci/run &`): give Snakemake Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + timeout
     try:
         while len(sorted((workdir / "results" / "trials").rglob("*.csv"))) < n_done:

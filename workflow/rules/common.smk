@@ -39,10 +39,7 @@ def trial_results():
 
 
 # Resources (scar/resources.py): evaluated when a job is ready, so its inputs exist (in a dry
-# run, a missing input shows them as <TBD>). File sizes come from os.path.getsize, not
-# `input.size_mb`: that runs an asyncio loop (with its own SIGINT handler) in Snakemake's main
-# process; with it, a Ctrl-C once failed to stop a run (tests/test_workflow.py saw every trial
-# finish after the interrupt). Suspected, not proven, to be the cause.
+# run, a missing input shows them as <TBD>).
 def _mb(path):
     return os.path.getsize(path) / 2**20
 
