@@ -135,13 +135,27 @@ def fraction_tag(fraction: float) -> str:
     return f"{fraction:g}"
 
 
+#: Trials one workflow job runs when ``failures.batch_size`` is not given.
+DEFAULT_BATCH_SIZE = 10
+
+
+def batch_size(config: Mapping[str, Any]) -> int:
+    """Trials per workflow job (``failures.batch_size``)."""
+    size = config["failures"].get("batch_size", DEFAULT_BATCH_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"failures.batch_size: need an integer >= 1, got {size!r}")
+    return size
+
+
 def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
-    """Every trial to run: model, dataset, fraction (and its path tag), trial, position, seed.
+    """Every trial to run: model, dataset, batch, fraction (and its path tag), trial, position, seed.
 
     Sampled from the config's seed alone, so the workflow's DAG is static and the same config
-    always gives the same trials.
+    always gives the same trials. ``batch`` numbers the workflow jobs of one (model, dataset):
+    its trials in plan order (position-major, then fraction), ``failures.batch_size`` per job.
     """
     failures = config["failures"]
+    size = batch_size(config)
     rows = []
     for exp in experiments(config):
         specs = plan_trials(
@@ -155,13 +169,14 @@ def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
             {
                 "model": exp.model,
                 "dataset": exp.dataset,
+                "batch": i // size,
                 "fraction": fraction_tag(s.fraction),
                 "failure_fraction": s.fraction,
                 "trial": s.trial,
                 "position": s.position,
                 "seed": s.seed,
             }
-            for s in specs
+            for i, s in enumerate(specs)
         ]
     return pd.DataFrame(rows)
 
@@ -175,6 +190,7 @@ def check(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"datasets.{name}: {err}") from err
     experiments(config)
     trial_settings(config)
+    batch_size(config)
     lo, hi = config["failures"]["window"]
     if not 0.0 <= lo < hi <= 1.0:
         raise ConfigError(f"failures.window: need 0 <= start < end <= 1, got {[lo, hi]}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -253,6 +254,14 @@ def setup_logging(log_file: PathLike | None = None) -> None:
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )
+    # Where the job ran: on a cluster, the SLURM job to look up (sacct, seff) when it misbehaves.
+    slurm_job = os.environ.get("SLURM_JOB_ID")
+    log.info(
+        "job on host %s, pid %d, %s",
+        platform.node(),
+        os.getpid(),
+        f"SLURM_JOB_ID={slurm_job}" if slurm_job else "not a SLURM job",
     )
 
     def log_uncaught(exc_type, exc, tb) -> None:

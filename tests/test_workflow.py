@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -13,13 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, SNAKEFILE, run_snakemake
+from scar import config as scar_config
 from scar.trials import TRIAL_COLUMNS
 
 pytestmark = pytest.mark.slow
 
-TABLES = ("trials", "summary", "headline", "baselines", "perturbations", "perturbation_summary", "plans", "planner_validation")
+TABLES = ("trials", "summary", "headline", "baselines", "results", "perturbations", "perturbation_summary", "plans", "planner_validation")
+TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+TINY_TRIALS = scar_config.trial_table(TINY)
+TINY_BATCHES = len(TINY_TRIALS.drop_duplicates(["model", "dataset", "batch"]))
 FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "baselines", "perturbations", "planner_validation")
 
 
@@ -47,7 +53,16 @@ def _interrupt_after_trials(workdir: Path, config: Path, n_done: int, timeout: f
         "--configfile",
         str(config),
     ]
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        # A shell without job control starts background commands with SIGINT ignored, and
+        # the child would inherit that (CI run as `.ci/run &`): give Snakemake Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + timeout
     try:
         while len(sorted((workdir / "results" / "trials").rglob("*.csv"))) < n_done:
@@ -65,9 +80,8 @@ def _interrupt_after_trials(workdir: Path, config: Path, n_done: int, timeout: f
 def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     config = REPO / "tests" / "configs" / "tiny.yaml"
     results = tmp_path / "results"
-    n_total = 3 * 2 * 2  # experiments x positions x fractions
     done = _interrupt_after_trials(tmp_path, config, n_done=2)
-    assert 0 < len(done) < n_total
+    assert 0 < len(done) < TINY_BATCHES
     assert not (results / "tables" / "trials.csv").exists()
     stamps = {p: p.stat().st_mtime_ns for p in done}
 
@@ -77,7 +91,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     jobs = _jobs(proc.stdout + proc.stderr)
     kept = [p for p, t in stamps.items() if p.stat().st_mtime_ns == t]
     assert len(kept) >= max(1, len(stamps) - 1)
-    assert jobs.get("run_trial", 0) == n_total - len(kept)
+    assert jobs.get("run_trials", 0) == TINY_BATCHES - len(kept)
 
     for name in TABLES:
         assert (results / "tables" / f"{name}.csv").stat().st_size > 0
@@ -87,8 +101,8 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
 
     trials = pd.read_csv(results / "tables" / "trials.csv")
     assert list(trials.columns) == list(TRIAL_COLUMNS)
-    # 3 models x 2 positions x 2 fractions, each under 5 strategies (one r).
-    assert len(trials) == n_total * 5
+    # Per experiment 2 positions x 2 fractions, each under 5 strategies (one r).
+    assert len(trials) == len(TINY_TRIALS) * 5
     assert set(trials["model"]) == {"mlr", "mf", "lda"}
     assert set(trials["strategy"]) == {"traditional", "scar", "full_partial", "round_robin_partial", "random_partial"}
     assert trials["rework"].notna().all()
@@ -98,7 +112,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     assert np.isfinite(trials["bound"]).all() and trials["c_hat"].between(0, 1, inclusive="neither").all()
     assert trials["rework_fractional"].notna().all()
     # Traditional recovery rolls everything back: never a smaller perturbation than full_partial's.
-    by = trials.set_index(["model", "trial", "failure_fraction", "strategy"])["perturbation_norm"].unstack()
+    by = trials.set_index(["model", "dataset", "trial", "failure_fraction", "strategy"])["perturbation_norm"].unstack()
     assert (by["traditional"] >= by["full_partial"] - 1e-12).all()
 
     summary = pd.read_csv(results / "tables" / "summary.csv")
@@ -145,8 +159,9 @@ def test_paper_config_dry_run_builds_its_dag(tmp_path):
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = _jobs(proc.stdout + proc.stderr)
-    # 3 models x 2 datasets x 100 positions x 3 fractions.
-    assert jobs["run_trial"] == 1800
+    # 3 models x 2 datasets x 100 positions x 3 fractions, in batches of failures.batch_size.
+    size = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["failures"]["batch_size"]
+    assert jobs["run_trials"] == 6 * math.ceil(100 * 3 / size)
     assert jobs["train_baseline"] == 6
     print(f"paper config dry run: {elapsed:.1f}s for {jobs['total']} jobs")
     assert elapsed < 60, f"the paper config's DAG took {elapsed:.0f}s to build (limit 60s)"

@@ -15,7 +15,8 @@ rule train_baseline:
         seed=config["seed"],
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=baseline_mem_mb,
+        runtime=baseline_runtime,
+        cpus_per_task=THREADS,
     script:
         "../scripts/train_baseline.py"

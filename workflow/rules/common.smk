@@ -1,4 +1,7 @@
+import os
+
 import scar.config as scar_config
+import scar.resources as scar_resources
 from scar.trials import TrialSpec
 from snakemake.exceptions import WorkflowError
 
@@ -18,23 +21,62 @@ def experiment(wildcards):
     return EXPERIMENTS[(wildcards.model, wildcards.dataset)]
 
 
-def trial_spec(wildcards):
-    """The sampled failure of a trial job."""
-    row = TRIALS[
-        (TRIALS.model == wildcards.model)
-        & (TRIALS.dataset == wildcards.dataset)
-        & (TRIALS.fraction == wildcards.fraction)
-        & (TRIALS.trial == int(wildcards.trial))
-    ].iloc[0]
-    return TrialSpec(int(row.trial), float(row.position), float(row.failure_fraction), int(row.seed))
+# The sampled failures of each trial-batch job, by (model, dataset, batch).
+BATCHES = {
+    key: [TrialSpec(int(r.trial), float(r.position), float(r.failure_fraction), int(r.seed)) for r in rows.itertuples()]
+    for key, rows in TRIALS.groupby(["model", "dataset", "batch"], sort=False)
+}
+
+
+def trial_specs(wildcards):
+    """The sampled failures of a trial-batch job."""
+    return BATCHES[(wildcards.model, wildcards.dataset, int(wildcards.batch))]
 
 
 def trial_results():
-    """Every trial's result table."""
-    return [
-        f"results/trials/{r.model}/{r.dataset}/f{r.fraction}/trial{r.trial}.csv"
-        for r in TRIALS.itertuples()
-    ]
+    """Every trial batch's result table."""
+    return [f"results/trials/{m}/{d}/batch{b}.csv" for m, d, b in BATCHES]
+
+
+# Resources (scar/resources.py): evaluated when a job is ready, so its inputs exist (in a dry
+# run, a missing input shows them as <TBD>).
+def _mb(path):
+    return os.path.getsize(path) / 2**20
+
+
+def baseline_mem_mb(wildcards, input):
+    exp = experiment(wildcards)
+    state = scar_resources.state_mb(exp.model, exp.params, input.dataset, config["seed"])
+    return scar_resources.baseline_mem_mb(_mb(input.dataset), state, exp.max_iters)
+
+
+def baseline_runtime(wildcards, input):
+    return scar_resources.baseline_runtime(_mb(input.dataset), experiment(wildcards).max_iters)
+
+
+def trials_mem_mb(wildcards, input):
+    return scar_resources.trials_mem_mb(_mb(input.dataset), _mb(input.baseline))
+
+
+def trials_runtime(wildcards, input):
+    return scar_resources.trials_runtime(input.summary, len(trial_specs(wildcards)), SETTINGS)
+
+
+def plan_mem_mb(wildcards, input):
+    return scar_resources.trials_mem_mb(0.0, _mb(input.baseline))
+
+
+def study_runtime(wildcards, input):
+    n_runs = STUDY.n_iterations * len(STUDY.levels)
+    iterations = scar_resources.study_iterations(input.summary, n_runs, experiment(wildcards).max_iters, SETTINGS)
+    return scar_resources.iterations_runtime(input.summary, iterations)
+
+
+def validation_runtime(wildcards, input):
+    # The recommendation, traditional at Young/Daly's interval and n_other more settings.
+    n_settings = 2 + PLANNER.n_other
+    iterations = scar_resources.validation_iterations(n_settings, PLANNER.n_replicates, experiment(wildcards).max_iters, SETTINGS)
+    return scar_resources.iterations_runtime(input.summary, iterations)
 
 
 def baseline_summaries():

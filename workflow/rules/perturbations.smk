@@ -7,6 +7,7 @@ rule perturbation_study:
     input:
         dataset="results/data/{dataset}.npz",
         baseline="results/baseline/{model}/{dataset}/baseline.npz",
+        summary="results/baseline/{model}/{dataset}/summary.json",
     output:
         runs="results/perturbations/{model}/{dataset}/runs.csv",
         fit="results/perturbations/{model}/{dataset}/contraction.json",
@@ -20,8 +21,9 @@ rule perturbation_study:
         trial_settings=SETTINGS,
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=trials_mem_mb,
+        runtime=study_runtime,
+        cpus_per_task=THREADS,
     script:
         "../scripts/perturbation_study.py"
 

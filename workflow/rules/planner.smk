@@ -14,7 +14,7 @@ rule plan_checkpoints:
     params:
         settings=PLANNER,
     resources:
-        mem_mb=2000,
+        mem_mb=plan_mem_mb,
         runtime=10,
     script:
         "../scripts/plan_checkpoints.py"
@@ -24,6 +24,7 @@ rule validate_plan:
     input:
         dataset="results/data/{dataset}.npz",
         baseline="results/baseline/{model}/{dataset}/baseline.npz",
+        summary="results/baseline/{model}/{dataset}/summary.json",
     output:
         "results/planner/{model}/{dataset}/validation.csv",
     log:
@@ -36,8 +37,9 @@ rule validate_plan:
         trial_settings=SETTINGS,
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=trials_mem_mb,
+        runtime=validation_runtime,
+        cpus_per_task=THREADS,
     script:
         "../scripts/validate_plan.py"
 

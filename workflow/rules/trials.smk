@@ -1,18 +1,22 @@
-rule run_trial:
+# One job runs a batch of trials of one (model, dataset): failures.batch_size of them
+# (config/README.md). A finished batch file is never redone; it is written atomically at the end.
+rule run_trials:
     input:
         dataset="results/data/{dataset}.npz",
         baseline="results/baseline/{model}/{dataset}/baseline.npz",
+        summary="results/baseline/{model}/{dataset}/summary.json",
     output:
-        "results/trials/{model}/{dataset}/f{fraction}/trial{trial}.csv",
+        "results/trials/{model}/{dataset}/batch{batch}.csv",
     log:
-        "results/logs/run_trial/{model}/{dataset}/f{fraction}/trial{trial}.log",
+        "results/logs/run_trials/{model}/{dataset}/batch{batch}.log",
     params:
         experiment=experiment,
-        spec=trial_spec,
+        specs=trial_specs,
         settings=SETTINGS,
     threads: THREADS
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=trials_mem_mb,
+        runtime=trials_runtime,
+        cpus_per_task=THREADS,
     script:
-        "../scripts/run_trial.py"
+        "../scripts/run_trials.py"

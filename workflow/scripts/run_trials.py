@@ -1,4 +1,4 @@
-# Thin wrapper: rule run_trial -> scar.pipeline.run_trials
+# Thin wrapper: rule run_trials -> scar.pipeline.run_trials
 from scar.pipeline import run_trials, setup_logging
 
 setup_logging(snakemake.log[0])
@@ -8,7 +8,7 @@ run_trials(
     exp.params,
     snakemake.input.dataset,
     snakemake.input.baseline,
-    [snakemake.params.spec],
+    snakemake.params.specs,
     snakemake.params.settings,
     snakemake.output[0],
     threads=snakemake.threads,
