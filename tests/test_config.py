@@ -63,7 +63,7 @@ def test_schema_rejects_and_names_the_key(default_config, path, value, named):
 @pytest.mark.parametrize(
     ("path", "value", "named"),
     [
-        ("models.mlr.datasets", ["mnist", "imagenet"], "imagenet"),  # dataset not declared
+        ("models.mlr.datasets", ["mnist", "covtype", "imagenet"], "imagenet"),  # dataset not declared
         ("models.mlr.params", {"learning_rate": 0.1, "momentum": 0.9}, "momentum"),  # unknown hyperparameter
         ("checkpoints.r_values", [0.3], "r * C"),  # r * C not a whole number
         ("failures.window", [0.9, 0.1], "failures.window"),

@@ -41,7 +41,7 @@ def test_schema_names_the_bad_key(default_config, section, key, value, named):
 @pytest.mark.parametrize(
     ("section", "key", "value", "named"),
     [
-        ("planner", "validate", ["mlr/covtype"], "planner.validate"),  # not a configured experiment
+        ("planner", "validate", ["mlr/imagenet"], "planner.validate"),  # not a configured experiment
         ("planner", "intervals", [3], "planner.intervals"),  # no r with r * C whole, and no full strategy
     ],
 )
@@ -59,4 +59,5 @@ def test_shipped_settings_are_read(default_config):
     assert study.window == tuple(default_config["failures"]["window"])
     assert len(study.levels) > 0
     planner = scar_config.planner_settings(default_config)
-    assert planner.validate == ("mlr/mnist",)
+    assert planner.validate == tuple(default_config["planner"]["validate"])
+    assert all(tuple(e.split("/")) in {(x.model, x.dataset) for x in scar_config.experiments(default_config)} for e in planner.validate)

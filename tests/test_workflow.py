@@ -130,7 +130,9 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     assert (ps["c_low"] <= ps["c_hat"]).all() and (ps["c_hat"] <= ps["c_high"]).all()
     # The planner: a plan per experiment, and predicted against simulated cost for mlr/mnist.
     plans = pd.read_csv(results / "tables" / "plans.csv")
-    assert plans["recommended"].sum() == 1 and plans["young_daly_reference"].sum() == 1
+    per_experiment = plans.groupby(["model", "dataset"])
+    assert (per_experiment["recommended"].sum() == 1).all() and (per_experiment["young_daly_reference"].sum() == 1).all()
+    assert len(per_experiment) == 3
     validation = pd.read_csv(results / "tables" / "planner_validation.csv")
     assert {"recommended", "traditional at Young/Daly"} <= set(validation["role"])
     assert np.isfinite(validation[["predicted_cost", "simulated_cost"]].to_numpy()).all()
