@@ -7,6 +7,7 @@ workflow scripts in ``workflow/scripts/`` only unpack Snakemake's arguments and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -133,6 +134,67 @@ def train_baseline(
     return baseline
 
 
+class TrialProgress:
+    """The finished trials of a batch job, kept while the job runs so that a killed job resumes
+    without redoing them.
+
+    A JSON-lines file next to the job's output (``<out>.progress``): a header naming what the
+    rows depend on (model, hyperparameters, trial settings, the baseline file), then one line
+    per finished trial, flushed and fsynced. A header that does not match (the config or the
+    baseline changed) discards the file; a line cut short by a kill is ignored. The job removes
+    the file once its output is written.
+    """
+
+    def __init__(self, path: PathLike, key: Mapping[str, Any]) -> None:
+        self.path = Path(path)
+        self.key = json.loads(json.dumps(key, default=_json_default))
+
+    def load(self) -> dict[str, list[dict[str, Any]]]:
+        """Rows of the finished trials, by trial key; rewrites the file to what was readable."""
+        done: dict[str, list[dict[str, Any]]] = {}
+        if self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            try:
+                header = json.loads(lines[0]) if lines else None
+            except ValueError:
+                header = None
+            if header == {"key": self.key}:
+                for line in lines[1:]:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:  # cut short by a kill: everything before it is good
+                        break
+                    done[entry["trial"]] = entry["rows"]
+            else:
+                log.info("%s belongs to other settings or another baseline: starting afresh", self.path)
+        with atomic_write(self.path, "w") as fh:
+            fh.write(json.dumps({"key": self.key}) + "\n")
+            for trial, rows in done.items():
+                fh.write(self._line(trial, rows))
+        return done
+
+    def add(self, trial: str, rows: list[dict[str, Any]]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(self._line(trial, rows))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _line(trial: str, rows: list[dict[str, Any]]) -> str:
+        return json.dumps({"trial": trial, "rows": rows}, default=_json_default) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
 def run_trials(
     model_name: str,
     params: Mapping[str, Any],
@@ -144,20 +206,38 @@ def run_trials(
     *,
     threads: int = 1,
 ) -> pd.DataFrame:
-    """Run the failure trials ``specs`` under every strategy and write their rows (CSV)."""
+    """Run the failure trials ``specs`` under every strategy and write their rows (CSV).
+
+    Finished trials are kept in ``<out>.progress`` (:class:`TrialProgress`) until the output is
+    written: a job killed halfway resumes where it stopped.
+    """
     model, dataset, data = _model_and_data(model_name, params, dataset_path)
     baseline = Baseline.load(baseline_path)
+    stat = os.stat(baseline_path)
+    progress = TrialProgress(
+        f"{out}.progress",
+        {"model": model_name, "params": dict(params), "settings": settings, "baseline": [stat.st_size, stat.st_mtime_ns]},
+    )
+    done = progress.load()
     rows: list[dict[str, Any]] = []
     with threadpool_limits(threads):
         for spec in specs:
+            key = json.dumps(dataclasses.asdict(spec), sort_keys=True)
+            if key in done:
+                rows += done[key]
+                log.info("trial %d (f=%g) kept from an interrupted run", spec.trial, spec.fraction)
+                continue
             t0 = time.perf_counter()
-            rows += run_trial(
+            trial_rows = run_trial(
                 model, data, baseline, spec, settings,
                 dataset=dataset.name, dataset_label=dataset.label, data_source=dataset.source,
             )  # fmt: skip
+            progress.add(key, trial_rows)
+            rows += trial_rows
             log.info("trial %d (f=%g) done in %.2fs", spec.trial, spec.fraction, time.perf_counter() - t0)
     frame = trials_frame(rows)
     write_csv(frame, out)
+    progress.remove()
     return frame
 
 

@@ -60,4 +60,6 @@ def test_shipped_settings_are_read(default_config):
     assert len(study.levels) > 0
     planner = scar_config.planner_settings(default_config)
     assert planner.validate == tuple(default_config["planner"]["validate"])
-    assert all(tuple(e.split("/")) in {(x.model, x.dataset) for x in scar_config.experiments(default_config)} for e in planner.validate)
+    assert all(
+        tuple(e.split("/")) in {(x.model, x.dataset) for x in scar_config.experiments(default_config)} for e in planner.validate
+    )

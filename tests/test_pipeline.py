@@ -51,3 +51,59 @@ def test_stages_chain_on_files(tmp_path, tiny_config):
     headline = pd.read_csv(out["headline"])
     assert len(headline) == 2  # one row per failure fraction for SCAR
     assert pd.read_csv(out["baselines"])["k_base"].tolist() == [baseline.k_base]
+
+
+def test_a_killed_trial_batch_resumes_without_redoing_finished_trials(tmp_path, tiny_config, monkeypatch):
+    import scar.pipeline as pipeline
+
+    data = tmp_path / "data.npz"
+    prepare_dataset("mnist", {"source": "embedded", "max_samples": 300}, 0, data)
+    params = {"learning_rate": 0.1, "batch_size": 50, "l2": 1e-3}
+    train_baseline(
+        "mlr", params, data, tmp_path / "b.npz", tmp_path / "b.json",
+        max_iters=20, tol=0.02, final_window=5, seed=0, progress=False,
+    )  # fmt: skip
+    settings = trial_settings(tiny_config)
+    specs = [TrialSpec(0, 0.5, 0.25, 1), TrialSpec(1, 0.7, 0.5, 2), TrialSpec(2, 0.3, 0.25, 3)]
+    reference = run_trials("mlr", params, data, tmp_path / "b.npz", specs, settings, tmp_path / "ref.csv")
+    assert not (tmp_path / "ref.csv.progress").exists()
+
+    real = pipeline.run_trial
+    calls = []
+
+    def killed_at_the_third(*args, **kwargs):
+        calls.append(args[3].trial)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the job is killed while running its third trial
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_trial", killed_at_the_third)
+    out = tmp_path / "t.csv"
+    try:
+        run_trials("mlr", params, data, tmp_path / "b.npz", specs, settings, out)
+    except KeyboardInterrupt:
+        pass
+    assert not out.exists() and (tmp_path / "t.csv.progress").exists()
+    # A kill in the middle of writing a line leaves a partial last line: it is ignored.
+    with open(tmp_path / "t.csv.progress", "a") as fh:
+        fh.write('{"trial": "cut sh')
+
+    calls.clear()
+    monkeypatch.setattr(pipeline, "run_trial", lambda *a, **k: calls.append(a[3].trial) or real(*a, **k))
+    resumed = run_trials("mlr", params, data, tmp_path / "b.npz", specs, settings, out)
+    assert calls == [2]  # only the trial that had not finished
+    pd.testing.assert_frame_equal(resumed, reference)
+    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(tmp_path / "ref.csv"))
+    assert not (tmp_path / "t.csv.progress").exists()
+
+
+def test_trial_progress_of_other_settings_is_discarded(tmp_path):
+    from scar.pipeline import TrialProgress
+
+    path = tmp_path / "x.progress"
+    first = TrialProgress(path, {"settings": {"interval": 8}})
+    assert first.load() == {}
+    first.add("t0", [{"rework": 1.5, "censored": np.bool_(False), "k_pert": np.nan}])
+    rows = TrialProgress(path, {"settings": {"interval": 8}}).load()["t0"]
+    assert rows[0]["rework"] == 1.5 and rows[0]["censored"] is False and np.isnan(rows[0]["k_pert"])
+    assert TrialProgress(path, {"settings": {"interval": 4}}).load() == {}

@@ -22,7 +22,17 @@ from scar.trials import TRIAL_COLUMNS
 
 pytestmark = pytest.mark.slow
 
-TABLES = ("trials", "summary", "headline", "baselines", "results", "perturbations", "perturbation_summary", "plans", "planner_validation")
+TABLES = (
+    "trials",
+    "summary",
+    "headline",
+    "baselines",
+    "results",
+    "perturbations",
+    "perturbation_summary",
+    "plans",
+    "planner_validation",
+)
 TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
 TINY_TRIALS = scar_config.trial_table(TINY)
 TINY_BATCHES = len(TINY_TRIALS.drop_duplicates(["model", "dataset", "batch"]))

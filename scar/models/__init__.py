@@ -54,4 +54,14 @@ def make_model(name: str, params: dict[str, Any] | None = None) -> Model:
     return model
 
 
-__all__ = ["LDA", "MODELS", "MatrixFactorization", "Model", "State", "LogisticRegression", "Quadratic", "available_models", "make_model"]
+__all__ = [
+    "LDA",
+    "MODELS",
+    "MatrixFactorization",
+    "Model",
+    "State",
+    "LogisticRegression",
+    "Quadratic",
+    "available_models",
+    "make_model",
+]
