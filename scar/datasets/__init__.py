@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from scar._checks import check_int
 from scar.datasets.base import _SOURCES, Dataset, DatasetUnavailableError, Source
 from scar.datasets.classification import load_covtype, load_mnist
 from scar.datasets.corpora import load_20newsgroups, load_reuters
@@ -108,12 +109,9 @@ def load_dataset(
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_LOADERS))}")
     if source not in _SOURCES:
         raise ValueError(f"unknown source {source!r}; allowed: {', '.join(_SOURCES)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if max_samples is not None and (
-        isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < 1
-    ):
-        raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
+    check_int("seed", seed, minimum=0)
+    if max_samples is not None:
+        check_int("max_samples", max_samples)
 
     check_dataset_options(name, options)
     loader = _LOADERS[name]

@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from scar._checks import check_int
 from scar.datasets.base import Dataset, DatasetUnavailableError, _fetch, _sklearn_datasets
 
 
@@ -143,8 +144,7 @@ def load_covtype(
             f"Cover Type (UCI), {len(y):,} samples via scikit-learn fetch_covtype, features standardised",
         )
 
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    check_int("n_samples", n_samples)
     population = _covtype_population()
     rng = np.random.default_rng(seed)
     features = _covtype_features(population, int(n_samples), rng)

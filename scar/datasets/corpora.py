@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from scar._checks import check_int
 from scar.datasets.base import Dataset, DatasetUnavailableError, _fetch, _sklearn_datasets, download, installed_file
 
 _REUTERS_21578 = "https://kdd.ics.uci.edu/databases/reuters21578/reuters21578.tar.gz"
@@ -47,9 +48,9 @@ def _corpus(name: str, counts, vocabulary: Sequence[str], source: str, descripti
 def _vectorise(texts: Sequence[str], min_df: int, max_features: int | None):
     from sklearn.feature_extraction.text import CountVectorizer
 
-    for key, value in (("min_df", min_df), ("max_features", max_features)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    check_int("min_df", min_df)
+    if max_features is not None:
+        check_int("max_features", max_features)
     vectoriser = CountVectorizer(
         stop_words="english",
         token_pattern=r"(?u)\b[a-zA-Z]{2,}\b",

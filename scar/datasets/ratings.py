@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from scar._checks import check_int, check_number
 from scar.datasets.base import Dataset, DatasetUnavailableError, download, installed_file
 
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens/{variant}.zip"
@@ -111,11 +112,9 @@ def load_jester(
             f"Jester dataset 1 (eigentaste.berkeley.edu), {len(users):,} ratings",
         )  # fmt: skip
 
-    for key, value, low in (("n_users", n_users, 1), ("rank", rank, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+    check_int("n_users", n_users)
+    check_int("rank", rank)
+    check_number("noise", noise)
     n_items = 100
     rng = np.random.default_rng(seed)
     # Scaled so that the noiseless ratings spread over most of [-10, 10] (std about 4.5).

@@ -31,6 +31,7 @@ import numba
 import numpy as np
 from scipy.special import gammaln
 
+from scar._checks import check_int, check_number
 from scar.models.base import Model, State
 
 
@@ -115,14 +116,10 @@ class LDA(Model):
         self.resync_every = resync_every
 
     def check_params(self) -> None:
-        for key, low in (("n_topics", 1), ("resync_every", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
-        for key in ("alpha", "beta"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{key} must be a positive number, got {value!r}")
+        check_int("n_topics", self.n_topics)
+        check_int("resync_every", self.resync_every, minimum=0)
+        check_number("alpha", self.alpha, positive=True)
+        check_number("beta", self.beta, positive=True)
 
     def prepare(self, dataset) -> _Corpus:
         arrays = dataset.arrays

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scar._checks import check_int, check_number
 from scar.models.base import Model, State
 
 
@@ -21,13 +22,6 @@ class _Data:
     X: np.ndarray  # (n, d + 1) with a bias column
     Y: np.ndarray  # (n, k) one-hot
     y: np.ndarray  # (n,)
-
-
-def _check_number(name: str, value: object, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value!r}")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -70,12 +64,11 @@ class LogisticRegression(Model):
         self.init_scale = init_scale
 
     def check_params(self) -> None:
-        _check_number("learning_rate", self.learning_rate, positive=True)
-        _check_number("l2", self.l2)
-        _check_number("lr_decay", self.lr_decay)
-        _check_number("init_scale", self.init_scale)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        check_number("learning_rate", self.learning_rate, positive=True)
+        check_number("l2", self.l2)
+        check_number("lr_decay", self.lr_decay)
+        check_number("init_scale", self.init_scale)
+        check_int("batch_size", self.batch_size)
 
     def prepare(self, dataset) -> _Data:
         X = np.asarray(dataset.arrays["X"], dtype=np.float64)

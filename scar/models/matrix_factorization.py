@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from scar._checks import check_int, check_number
 from scar.models.base import Model, State
 
 
@@ -94,12 +95,9 @@ class MatrixFactorization(Model):
         self.init_scale = init_scale
 
     def check_params(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {self.rank!r}")
-        for key in ("l2", "init_scale"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{key} must be a positive number, got {value!r}")
+        check_int("rank", self.rank)
+        check_number("l2", self.l2, positive=True)
+        check_number("init_scale", self.init_scale, positive=True)
 
     def prepare(self, dataset) -> _Ratings:
         arrays = dataset.arrays
