@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from scar.datasets import load_dataset
+from scar.datasets.corpora import count_matrix
 from scar.models import make_model
 from scar.trajectory import iteration_rng
 
@@ -49,14 +50,6 @@ def time_lda_package(X, n_topics: int, sweeps: int, alpha: float, beta: float) -
         rng.shuffle(rands)
         model._sample_topics(rands)
     return len(model.WS) * sweeps / (time.perf_counter() - start)
-
-
-def dense_counts(dataset) -> np.ndarray:
-    a = dataset.arrays
-    X = np.zeros((len(a["doc_ptr"]) - 1, len(a["vocabulary"])), dtype=np.int64)
-    docs = np.repeat(np.arange(X.shape[0]), np.diff(a["doc_ptr"]))
-    X[docs, a["word"]] = a["count"]
-    return X
 
 
 def iteration_times(repeats: int) -> list[tuple[str, str, float]]:
@@ -91,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
 
     dataset = load_dataset(args.corpus)
-    X = dense_counts(dataset)
+    X = count_matrix(dataset).toarray()
     alpha, beta = 0.1, 0.01
     ours, theirs = [], []
     for _ in range(args.repeats):  # interleaved, so that drifts in machine load hit both sides

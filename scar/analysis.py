@@ -11,6 +11,8 @@ have no reduction and are left out of its interval.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -21,6 +23,8 @@ GROUP_COLUMNS: list[str] = [
     "recovery_policy", "failure_fraction", "r", "C",
 ]  # fmt: skip
 #: Columns that identify one failure (the unit of pairing).
+#: Strategies in the order tables and figures show them: the reference first, SCAR last.
+STRATEGY_ORDER: list[str] = ["traditional", "full_partial", "round_robin_partial", "random_partial", "scar"]
 PAIR_COLUMNS: list[str] = ["model", "dataset", "failure_fraction", "trial"]
 BASELINE_STRATEGY = "traditional"
 
@@ -153,9 +157,8 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def _fraction_text(f: float) -> str:
-    from fractions import Fraction
-
+def fraction_text(f: float) -> str:
+    """``0.25`` as ``"1/4"``: how fractions (of nodes, of blocks) read in tables and figures."""
     return str(Fraction(float(f)).limit_denominator(1000))
 
 
@@ -170,15 +173,14 @@ def results_table(summary: pd.DataFrame, measure: str = "rework_fractional") -> 
     suffix = MEASURES.get(measure)
     if suffix is None:
         raise ValueError(f"measure must be one of {sorted(MEASURES)}, got {measure!r}")
-    strategies = [s for s in ("traditional", "full_partial", "round_robin_partial", "random_partial", "scar")
-                  if s in set(summary["strategy"])]  # fmt: skip
+    strategies = [s for s in STRATEGY_ORDER if s in set(summary["strategy"])]
     strategies += sorted(set(summary["strategy"]) - set(strategies))
     # Rows are keyed by the fractional policies' r; full-checkpoint strategies (r = 1) repeat.
     fractional_r = sorted(set(summary.loc[summary["r"] < 1, "r"]), reverse=True) or [1.0]
     rows = []
     for (model, label, f), g in summary.groupby(["model", "dataset_label", "failure_fraction"], sort=True):
         for r in fractional_r:
-            row = {"model": model, "dataset": label, "nodes lost": _fraction_text(f), "r": _fraction_text(r)}
+            row = {"model": model, "dataset": label, "nodes lost": fraction_text(f), "r": fraction_text(r)}
             for s in strategies:
                 e = g[(g["strategy"] == s) & ((g["r"] == r) | (g["r"] == 1.0))]
                 if e.empty:

@@ -15,23 +15,21 @@ import pandas as pd
 import seaborn as sns
 
 from scar._atomic import atomic_write
-from scar.analysis import bound_verdicts
-
-STRATEGY_ORDER = ["traditional", "full_partial", "round_robin_partial", "random_partial", "scar"]
+from scar.analysis import STRATEGY_ORDER, bound_verdicts, fraction_text
 
 
 def strategy_label(strategy: str, r: float) -> str:
     """``scar (r=1/4)`` for fractional policies, the bare name for full checkpoints."""
     if strategy in ("traditional", "full_partial") or r == 1.0:
         return strategy
-    return f"{strategy} (r={Fraction(r).limit_denominator(1000)})"
+    return f"{strategy} (r={fraction_text(r)})"
 
 
 def _with_labels(trials: pd.DataFrame) -> pd.DataFrame:
     df = trials.copy()
     df["strategy (r)"] = [strategy_label(s, r) for s, r in zip(df["strategy"], df["r"])]
     df["experiment"] = df["model"] + " / " + df["dataset_label"]
-    df["failure fraction"] = [str(Fraction(f).limit_denominator(1000)) for f in df["failure_fraction"]]
+    df["failure fraction"] = [fraction_text(f) for f in df["failure_fraction"]]
     return df
 
 

@@ -118,3 +118,12 @@ def test_corpus_round_trips_through_save(tmp_path):
     e = Dataset.load(tmp_path / "c.npz")
     for key in d.arrays:
         assert np.array_equal(d.arrays[key], e.arrays[key])
+
+
+def test_count_matrix_gives_back_the_document_term_counts():
+    import lda.datasets
+
+    from scar.datasets.corpora import count_matrix
+
+    X = count_matrix(load_dataset("reuters"))
+    assert np.array_equal(X.toarray(), lda.datasets.load_reuters())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from scar.datasets import Dataset, load_dataset
+from scar.datasets.corpora import count_matrix
 from scar.models import make_model
 from scar.models.lda import _counts, gibbs_sweep
 from scar.trajectory import iteration_rng, run_baseline, run_until_target
@@ -151,9 +152,7 @@ def test_lda_likelihood_matches_the_lda_package_after_the_same_sweeps():
     for k in range(1, 101):
         model.step(state, data, iteration_rng(0, k))
     ours = model.log_likelihood(state, data)
-    a = corpus.arrays
-    X = np.zeros((len(a["doc_ptr"]) - 1, len(a["vocabulary"])), dtype=np.int64)
-    X[np.repeat(np.arange(X.shape[0]), np.diff(a["doc_ptr"])), a["word"]] = a["count"]
+    X = count_matrix(corpus).toarray()
     reference = lda.LDA(n_topics=10, n_iter=100, alpha=0.1, eta=0.01, random_state=0, refresh=1000).fit(X)
     theirs = reference.loglikelihood()
     assert abs(ours - theirs) / abs(theirs) < 0.01

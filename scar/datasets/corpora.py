@@ -45,6 +45,15 @@ def _corpus(name: str, counts, vocabulary: Sequence[str], source: str, descripti
     return Dataset(name, arrays, source, f"{description}: {n_docs:,} documents, {len(used):,} words, {n_tokens:,} tokens")
 
 
+def count_matrix(dataset: Dataset):
+    """A corpus dataset's (documents x words) counts as a scipy CSR matrix."""
+    import scipy.sparse
+
+    a = dataset.arrays
+    shape = (len(a["doc_ptr"]) - 1, len(a["vocabulary"]))
+    return scipy.sparse.csr_matrix((a["count"], a["word"], a["doc_ptr"]), shape=shape)
+
+
 def _vectorise(texts: Sequence[str], min_df: int, max_features: int | None):
     from sklearn.feature_extraction.text import CountVectorizer
 
