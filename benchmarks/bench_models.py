@@ -24,7 +24,7 @@ import numpy as np
 from scar.datasets import load_dataset
 from scar.datasets.corpora import count_matrix
 from scar.models import make_model
-from scar.trajectory import iteration_rng
+from scar.measure.trajectory import iteration_rng
 
 
 def time_ours(dataset, n_topics: int, sweeps: int, alpha: float, beta: float) -> float:

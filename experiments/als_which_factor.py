@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from scar.blocks import BlockLayout, assign_blocks
+from scar.core.blocks import BlockLayout, assign_blocks
 from scar.datasets import load_dataset
-from scar.failures import Failure, sample_failed_nodes
+from scar.core.failures import Failure, sample_failed_nodes
 from scar.models import make_model
-from scar.policies import Checkpointer, make_checkpoint_policy
-from scar.trajectory import run_baseline, run_until_target
-from scar.trials import failure_iteration, plan_trials
+from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.measure.trajectory import run_baseline, run_until_target
+from scar.measure.trials import failure_iteration, plan_trials
 
 
 def main(n_trials: int = 20, fraction: float = 0.25, interval: int = 8, r: float = 0.25) -> None:

@@ -17,8 +17,8 @@ import pandas as pd
 
 from scar.datasets import load_dataset
 from scar.models import make_model
-from scar.trajectory import run_baseline
-from scar.trials import TrialSettings, plan_trials, run_trial
+from scar.measure.trajectory import run_baseline
+from scar.measure.trials import TrialSettings, plan_trials, run_trial
 
 
 def main(n_trials: int = 10, fraction: float = 0.25) -> None:

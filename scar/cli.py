@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from scar import __version__
-from scar.bounds import iteration_cost_bound
+from scar.core.bounds import iteration_cost_bound
 from scar.datasets import available_datasets
 from scar.models import available_models, make_model
-from scar.recovery import STRATEGIES
+from scar.core.recovery import STRATEGIES
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def _plan(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from scar.planner import PlanInputs, TrajectoryMovement, format_plan, plan
+    from scar.planner.plan import PlanInputs, TrajectoryMovement, format_plan, plan
 
     # Defaults from a baseline: its summary.json (c, ||x_0 - x*||, K_base, time per iteration)
     # or its baseline.npz (the same, plus the trajectory the policies are replayed on).
@@ -64,7 +64,7 @@ def _plan(args: argparse.Namespace) -> int:
             except (ValueError, KeyError) as err:
                 raise ValueError(f"--baseline: {path} is not a baseline summary.json ({err})") from None
         else:
-            from scar.trajectory import Baseline
+            from scar.measure.trajectory import Baseline
 
             b = Baseline.load(path)
             if b.contraction is None:
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser(
         "plan",
         help="recommend the checkpoint interval C, fraction r and strategy with the least expected cost per iteration",
-        description="Bound-driven checkpoint planner (see scar.planner for what is a bound and what an estimate).",
+        description="Bound-driven checkpoint planner (see scar.planner.plan for what is a bound and what an estimate).",
     )
     p.add_argument(
         "--baseline", help="a baseline.npz (c, ||x_0 - x*||, K, time per iteration, size and trajectory) or summary.json"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from scar.analysis import bound_verdicts, headline, markdown_table, mean_ci, paired_reduction, results_table, summarize
+from scar.report.analysis import bound_verdicts, headline, markdown_table, mean_ci, paired_reduction, results_table, summarize
 
 
 def test_mean_ci_is_the_student_t_interval():

@@ -12,9 +12,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from conftest import REPO, run_snakemake
-from scar import config as scar_config
-from scar import resources
-from scar.trials import TrialSettings
+from scar.stages import config as scar_config
+from scar.stages import resources
+from scar.measure.trials import TrialSettings
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 

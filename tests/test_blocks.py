@@ -1,11 +1,11 @@
-"""Tests of parameter blocks and their placement on server nodes (scar.blocks)."""
+"""Tests of parameter blocks and their placement on server nodes (scar.core.blocks)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scar.blocks import BlockLayout, assign_blocks, params_distance
+from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 
 
 def _arrays() -> dict[str, np.ndarray]:

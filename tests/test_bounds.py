@@ -1,4 +1,4 @@
-"""Tests of the iteration-cost bound and the contraction-rate estimate (scar.bounds)."""
+"""Tests of the iteration-cost bound and the contraction-rate estimate (scar.core.bounds)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from scar.bounds import (
+from scar.core.bounds import (
     ContractionFit,
     NotLinearlyConvergentError,
     estimate_contraction,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scar.analysis import bound_verdicts
-from scar.bounds import (
+from scar.report.analysis import bound_verdicts
+from scar.core.bounds import (
     NotLinearlyConvergentError,
     estimate_contraction_ci,
     iteration_cost_bound,

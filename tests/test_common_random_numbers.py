@@ -1,5 +1,5 @@
 """Common random numbers on a real model: a run continued from the baseline's own state at any
-iteration retraces the baseline bit for bit (scar.trajectory, SCAR.md section 4).
+iteration retraces the baseline bit for bit (scar.measure.trajectory, SCAR.md section 4).
 
 Multinomial logistic regression on 600 real MNIST digits. Iteration ``k`` of any run draws its
 minibatch order from ``iteration_rng(seed, k)``, so continuing ``baseline.state_at(T)`` with the
@@ -18,7 +18,7 @@ import pytest
 from scar.datasets import load_dataset
 from scar.models import make_model
 from scar.models.base import Model, State
-from scar.trajectory import Baseline, run_baseline, run_until_target
+from scar.measure.trajectory import Baseline, run_baseline, run_until_target
 
 SEED = 0
 MLR_PARAMS = {"learning_rate": 0.1, "batch_size": 50, "l2": 1e-3}

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from conftest import REPO, run_snakemake
-from scar import config as scar_config
+from scar.stages import config as scar_config
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 

@@ -1,12 +1,12 @@
-"""Tests of the failure model (scar.failures)."""
+"""Tests of the failure model (scar.core.failures)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scar.blocks import assign_blocks
-from scar.failures import Failure, n_failed_nodes, sample_failed_nodes
+from scar.core.blocks import assign_blocks
+from scar.core.failures import Failure, n_failed_nodes, sample_failed_nodes
 
 
 @pytest.mark.parametrize(

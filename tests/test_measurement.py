@@ -1,4 +1,4 @@
-"""The measurement of rework, checked in closed form on the quadratic model (scar.trajectory).
+"""The measurement of rework, checked in closed form on the quadratic model (scar.measure.trajectory).
 
 With one curvature ``lambda`` for every row, gradient descent gives ``x_k = c^k x_0`` exactly,
 ``c = 1 - eta * lambda``, ``x* = 0`` and ``f(x) = lambda / 2 * ||x||^2``. The loss is monotone
@@ -20,10 +20,10 @@ import math
 import numpy as np
 import pytest
 
-from scar.bounds import iteration_cost_bound
+from scar.core.bounds import iteration_cost_bound
 from scar.models import Quadratic
 from scar.models.base import Model
-from scar.trajectory import first_at_or_below, iteration_rng, run_baseline, run_until_target
+from scar.measure.trajectory import first_at_or_below, iteration_rng, run_baseline, run_until_target
 
 SEED = 3
 ETA, LAM = 0.1, 1.0

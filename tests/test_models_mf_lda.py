@@ -10,7 +10,7 @@ from scar.datasets import Dataset, load_dataset
 from scar.datasets.corpora import count_matrix
 from scar.models import make_model
 from scar.models.lda import _counts, gibbs_sweep
-from scar.trajectory import iteration_rng, run_baseline, run_until_target
+from scar.measure.trajectory import iteration_rng, run_baseline, run_until_target
 
 
 def low_rank_ratings(n_users=60, n_items=40, rank=3, density=0.6, noise=0.0, seed=0) -> Dataset:

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scar import perturbations as P
+from scar.measure import perturbations as P
 from scar.models import make_model
-from scar.study import StudySettings, run_study, summarize_study
-from scar.trajectory import iteration_rng, run_baseline
-from scar.trials import TrialSettings
+from scar.measure.study import StudySettings, run_study, summarize_study
+from scar.measure.trajectory import iteration_rng, run_baseline
+from scar.measure.trials import TrialSettings
 
 
 def _x(dtype=np.float64, seed=0):

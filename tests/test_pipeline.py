@@ -9,14 +9,14 @@ import sys
 import numpy as np
 import pandas as pd
 
-from scar.config import trial_settings
-from scar.pipeline import aggregate, prepare_dataset, run_trials, train_baseline
-from scar.trials import TRIAL_COLUMNS, TrialSpec
+from scar.stages.config import trial_settings
+from scar.stages.pipeline import aggregate, prepare_dataset, run_trials, train_baseline
+from scar.measure.trials import TRIAL_COLUMNS, TrialSpec
 
 
 def test_uncaught_errors_reach_the_job_log(tmp_path):
     log = tmp_path / "job.log"
-    code = f"from scar.pipeline import setup_logging\nsetup_logging({str(log)!r})\nraise ValueError('bad block count 1234')\n"
+    code = f"from scar.stages.pipeline import setup_logging\nsetup_logging({str(log)!r})\nraise ValueError('bad block count 1234')\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     text = log.read_text()
@@ -54,7 +54,7 @@ def test_stages_chain_on_files(tmp_path, tiny_config):
 
 
 def test_a_killed_trial_batch_resumes_without_redoing_finished_trials(tmp_path, tiny_config, monkeypatch):
-    import scar.pipeline as pipeline
+    import scar.stages.pipeline as pipeline
 
     data = tmp_path / "data.npz"
     prepare_dataset("mnist", {"source": "embedded", "max_samples": 300}, 0, data)
@@ -98,7 +98,7 @@ def test_a_killed_trial_batch_resumes_without_redoing_finished_trials(tmp_path, 
 
 
 def test_trial_progress_of_other_settings_is_discarded(tmp_path):
-    from scar.pipeline import TrialProgress
+    from scar.stages.pipeline import TrialProgress
 
     path = tmp_path / "x.progress"
     first = TrialProgress(path, {"settings": {"interval": 8}})

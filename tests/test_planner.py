@@ -10,10 +10,10 @@ import pytest
 
 from scar.cli import main
 from scar.models import make_model
-from scar.planner import GeometricMovement, PlanInputs, TrajectoryMovement, candidates, plan, score, young_daly_interval
-from scar.simulation import PlannerSettings, settings_to_check, simulate_run, summarize_validation, validate_plan
-from scar.trajectory import run_baseline
-from scar.trials import TrialSettings
+from scar.planner.plan import GeometricMovement, PlanInputs, TrajectoryMovement, candidates, plan, score, young_daly_interval
+from scar.planner.simulation import PlannerSettings, settings_to_check, simulate_run, summarize_validation, validate_plan
+from scar.measure.trajectory import run_baseline
+from scar.measure.trials import TrialSettings
 
 
 def _inputs(**kw) -> PlanInputs:

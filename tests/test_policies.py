@@ -1,4 +1,4 @@
-"""Tests of the checkpoint policies and the Checkpointer (scar.policies)."""
+"""Tests of the checkpoint policies and the Checkpointer (scar.checkpoint.policies)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from scar.blocks import BlockLayout
-from scar.policies import (
+from scar.core.blocks import BlockLayout
+from scar.checkpoint.policies import (
     CHECKPOINT_POLICIES,
     Checkpointer,
     FullCheckpoint,
@@ -19,7 +19,7 @@ from scar.policies import (
     RoundRobinCheckpoint,
     make_checkpoint_policy,
 )
-from scar.stores import Checkpoint, InMemoryStore
+from scar.checkpoint.stores import Checkpoint, InMemoryStore
 
 POLICY_NAMES = ("full", "priority", "round_robin", "random")
 

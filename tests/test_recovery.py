@@ -1,4 +1,4 @@
-"""Tests of recovery policies and strategies (scar.recovery)."""
+"""Tests of recovery policies and strategies (scar.core.recovery)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from scar.blocks import BlockLayout, assign_blocks
-from scar.failures import Failure
-from scar.recovery import RECOVERY_POLICIES, STRATEGIES, Strategy, get_strategy, recover
-from scar.stores import Checkpoint
+from scar.core.blocks import BlockLayout, assign_blocks
+from scar.core.failures import Failure
+from scar.core.recovery import RECOVERY_POLICIES, STRATEGIES, Strategy, get_strategy, recover
+from scar.checkpoint.stores import Checkpoint
 
 
 def _case(seed: int = 0):

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from scar import config as scar_config
+from scar.stages import config as scar_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 

@@ -1,4 +1,4 @@
-"""Tests of the checkpoint stores (scar.stores)."""
+"""Tests of the checkpoint stores (scar.checkpoint.stores)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scar.stores import (
+from scar.checkpoint.stores import (
     CheckpointError,
     CheckpointStore,
     CorruptCheckpointError,

@@ -1,4 +1,4 @@
-"""A real crash test of scar.stores.DirectoryStore: SIGKILL a writer in the middle of a save.
+"""A real crash test of scar.checkpoint.stores.DirectoryStore: SIGKILL a writer in the middle of a save.
 
 A child process writes full saves of one large array in a loop (save ``k`` holds the value
 ``k`` everywhere, at iteration ``k``). The parent waits until a record's temp file is on disk,
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from scar._atomic import TMP_PREFIX
-from scar.stores import DirectoryStore
+from scar.checkpoint.stores import DirectoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ CHILD = textwrap.dedent(
     f"""
     import sys
     import numpy as np
-    from scar.stores import DirectoryStore
+    from scar.checkpoint.stores import DirectoryStore
 
     store = DirectoryStore(sys.argv[1])
     store.write(0, {{"w": np.zeros(({N_ROWS}, {N_COLS}))}})
@@ -55,7 +55,7 @@ CHILD = textwrap.dedent(
     """
 )
 
-# Record framing of scar.stores (MAGIC | header length u64 LE | sha256(header) | header JSON | payload),
+# Record framing of scar.checkpoint.stores (MAGIC | header length u64 LE | sha256(header) | header JSON | payload),
 # parsed here independently of the store's reader.
 _PREFIX = struct.Struct("<8sQ32s")
 

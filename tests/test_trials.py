@@ -1,4 +1,4 @@
-"""Tests of failure trials (scar.trials), on the quadratic model where outcomes are provable.
+"""Tests of failure trials (scar.measure.trials), on the quadratic model where outcomes are provable.
 
 With one curvature, gradient descent multiplies every entry by the same factor ``c = 0.9`` each
 iteration, so ``|x_s| >= |x_T|`` entrywise for ``s <= T`` (floating-point rounding is monotone,
@@ -21,10 +21,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scar.failures import sample_failed_nodes
+from scar.core.failures import sample_failed_nodes
 from scar.models import Quadratic
-from scar.trajectory import run_baseline
-from scar.trials import (
+from scar.measure.trajectory import run_baseline
+from scar.measure.trials import (
     TRIAL_COLUMNS,
     TrialSettings,
     TrialSpec,

@@ -1,8 +1,8 @@
 import os
 
-import scar.config as scar_config
-import scar.resources as scar_resources
-from scar.trials import TrialSpec
+import scar.stages.config as scar_config
+import scar.stages.resources as scar_resources
+from scar.measure.trials import TrialSpec
 from snakemake.exceptions import WorkflowError
 
 try:

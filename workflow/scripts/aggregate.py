@@ -1,5 +1,5 @@
-# Thin wrapper: rule aggregate -> scar.pipeline.aggregate
-from scar.pipeline import aggregate, setup_logging
+# Thin wrapper: rule aggregate -> scar.stages.pipeline.aggregate
+from scar.stages.pipeline import aggregate, setup_logging
 
 setup_logging(snakemake.log[0])
 aggregate(

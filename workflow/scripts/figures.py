@@ -1,5 +1,5 @@
-# Thin wrapper: rule figures -> scar.pipeline.make_figures
-from scar.pipeline import make_figures, setup_logging
+# Thin wrapper: rule figures -> scar.stages.pipeline.make_figures
+from scar.stages.pipeline import make_figures, setup_logging
 
 setup_logging(snakemake.log[0])
 make_figures(

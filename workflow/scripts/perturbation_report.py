@@ -1,5 +1,5 @@
-# Thin wrapper: rule perturbation_report -> scar.pipeline.perturbation_report
-from scar.pipeline import perturbation_report, setup_logging
+# Thin wrapper: rule perturbation_report -> scar.stages.pipeline.perturbation_report
+from scar.stages.pipeline import perturbation_report, setup_logging
 
 setup_logging(snakemake.log[0])
 perturbation_report(

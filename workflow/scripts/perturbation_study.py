@@ -1,5 +1,5 @@
-# Thin wrapper: rule perturbation_study -> scar.pipeline.perturbation_study
-from scar.pipeline import perturbation_study, setup_logging
+# Thin wrapper: rule perturbation_study -> scar.stages.pipeline.perturbation_study
+from scar.stages.pipeline import perturbation_study, setup_logging
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment

@@ -1,5 +1,5 @@
-# Thin wrapper: rule plan_checkpoints -> scar.pipeline.plan_checkpoints
-from scar.pipeline import plan_checkpoints, setup_logging
+# Thin wrapper: rule plan_checkpoints -> scar.stages.pipeline.plan_checkpoints
+from scar.stages.pipeline import plan_checkpoints, setup_logging
 
 setup_logging(snakemake.log[0])
 plan_checkpoints(

@@ -1,5 +1,5 @@
-# Thin wrapper: rule planner_report -> scar.pipeline.planner_report
-from scar.pipeline import planner_report, setup_logging
+# Thin wrapper: rule planner_report -> scar.stages.pipeline.planner_report
+from scar.stages.pipeline import planner_report, setup_logging
 
 setup_logging(snakemake.log[0])
 planner_report(

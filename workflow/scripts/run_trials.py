@@ -1,5 +1,5 @@
-# Thin wrapper: rule run_trials -> scar.pipeline.run_trials
-from scar.pipeline import run_trials, setup_logging
+# Thin wrapper: rule run_trials -> scar.stages.pipeline.run_trials
+from scar.stages.pipeline import run_trials, setup_logging
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment

@@ -1,5 +1,5 @@
-# Thin wrapper: rule train_baseline -> scar.pipeline.train_baseline
-from scar.pipeline import setup_logging, train_baseline
+# Thin wrapper: rule train_baseline -> scar.stages.pipeline.train_baseline
+from scar.stages.pipeline import setup_logging, train_baseline
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment

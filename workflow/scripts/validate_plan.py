@@ -1,5 +1,5 @@
-# Thin wrapper: rule validate_plan -> scar.pipeline.validate_plan
-from scar.pipeline import setup_logging, validate_plan
+# Thin wrapper: rule validate_plan -> scar.stages.pipeline.validate_plan
+from scar.stages.pipeline import setup_logging, validate_plan
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scar.blocks import BlockLayout, assign_blocks, params_distance
-from scar.bounds import iteration_cost_bound
-from scar.failures import Failure, sample_failed_nodes
+from scar.core.blocks import BlockLayout, assign_blocks, params_distance
+from scar.core.bounds import iteration_cost_bound
+from scar.core.failures import Failure, sample_failed_nodes
 from scar.models.base import Model
-from scar.policies import Checkpointer, make_checkpoint_policy
-from scar.recovery import get_strategy, recover
-from scar.stores import Checkpoint
-from scar.trajectory import Baseline, run_until_target
+from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.core.recovery import get_strategy, recover
+from scar.checkpoint.stores import Checkpoint
+from scar.measure.trajectory import Baseline, run_until_target
 
 #: Columns of the tidy per-trial table, in order.
 TRIAL_COLUMNS: tuple[str, ...] = (

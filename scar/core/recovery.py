@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from scar.stores import Checkpoint
+from scar.checkpoint.stores import Checkpoint
 
 RecoveryPolicy = Literal["full", "partial"]
 RECOVERY_POLICIES: tuple[str, ...] = ("full", "partial")

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from scar._atomic import atomic_write
-from scar.blocks import params_distance
-from scar.bounds import ContractionFit, NotLinearlyConvergentError, estimate_contraction
+from scar.core.blocks import params_distance
+from scar.core.bounds import ContractionFit, NotLinearlyConvergentError, estimate_contraction
 from scar.models.base import Model, State
 
 

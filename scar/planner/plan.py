@@ -39,10 +39,10 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from scar.blocks import BlockLayout
-from scar.bounds import iteration_cost_bound
-from scar.policies import Checkpointer, make_checkpoint_policy
-from scar.recovery import get_strategy
+from scar.core.blocks import BlockLayout
+from scar.core.bounds import iteration_cost_bound
+from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.core.recovery import get_strategy
 
 #: Strategies the planner scores by default.
 PLANNER_STRATEGIES: tuple[str, ...] = ("traditional", "scar", "full_partial", "round_robin_partial")
@@ -326,6 +326,6 @@ def format_plan(p: Plan, top: int = 8) -> str:
         f"recommended: {p.best['strategy']} with C = {int(p.best['C'])}, r = {p.best['r']:g}",
         f"expected saving against traditional at Young/Daly's interval: {p.saving:.1%} of the fault-tolerance overhead "
         f"({p.time_saving:.2%} of the total time per iteration)",
-        "costs are seconds per iteration; E[rework] is the bound at the estimated perturbation (an estimate, see `scar.planner`)",
+        "costs are seconds per iteration; E[rework] is the bound at the estimated perturbation (an estimate, see `scar.planner.plan`)",
     ]
     return "\n".join(lines)

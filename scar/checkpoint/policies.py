@@ -9,7 +9,7 @@ only in *which* blocks they pick:
 - ``round_robin``: the next blocks in a fixed cyclic order;
 - ``random``: blocks drawn uniformly at random (seeded per iteration).
 
-A :class:`Checkpointer` binds a policy to a :class:`~scar.stores.CheckpointStore` and keeps an
+A :class:`Checkpointer` binds a policy to a :class:`~scar.checkpoint.stores.CheckpointStore` and keeps an
 in-memory image of what the store holds, which the priority rule needs.
 """
 
@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scar.blocks import BlockLayout
-from scar.stores import Checkpoint, CheckpointStore, InMemoryStore
+from scar.core.blocks import BlockLayout
+from scar.checkpoint.stores import Checkpoint, CheckpointStore, InMemoryStore
 
 
 class CheckpointPolicy(ABC):

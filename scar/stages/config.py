@@ -16,9 +16,9 @@ import pandas as pd
 
 from scar.datasets import check_dataset_options
 from scar.models import make_model
-from scar.simulation import PlannerSettings
-from scar.study import StudySettings
-from scar.trials import TrialSettings, plan_trials
+from scar.planner.simulation import PlannerSettings
+from scar.measure.study import StudySettings
+from scar.measure.trials import TrialSettings, plan_trials
 
 
 class ConfigError(ValueError):

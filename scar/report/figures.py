@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 
 from scar._atomic import atomic_write
-from scar.analysis import STRATEGY_ORDER, bound_verdicts, fraction_text
+from scar.report.analysis import STRATEGY_ORDER, bound_verdicts, fraction_text
 
 
 def strategy_label(strategy: str, r: float) -> str:

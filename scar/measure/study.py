@@ -1,10 +1,10 @@
 """The perturbation study: measured rework of controlled perturbations against the bound.
 
 For one model and dataset, at a few sampled iterations ``T`` of the baseline, every configured
-perturbation (:mod:`scar.perturbations`) is applied to the server parameters, the model's
+perturbation (:mod:`scar.measure.perturbations`) is applied to the server parameters, the model's
 ``after_recovery`` is called on the perturbed rows, and the run continues to the baseline's
 target with the baseline's random stream, exactly as a failure trial does
-(:func:`scar.trials.run_trial`). Each run is recorded with the bound
+(:func:`scar.measure.trials.run_trial`). Each run is recorded with the bound
 ``log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))`` computed from the contraction rate ``c``
 estimated on the baseline (with its bootstrap interval), and whether the bound held.
 """
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scar import perturbations as P
-from scar.bounds import NotLinearlyConvergentError, estimate_contraction_ci, iteration_cost_bound, local_contraction_rates
+from scar.measure import perturbations as P
+from scar.core.bounds import NotLinearlyConvergentError, estimate_contraction_ci, iteration_cost_bound, local_contraction_rates
 from scar.models.base import Model, State
-from scar.trajectory import Baseline, copy_state, iteration_rng, run_until_target
-from scar.trials import TrialSettings, failure_iteration, stable_seed
+from scar.measure.trajectory import Baseline, copy_state, iteration_rng, run_until_target
+from scar.measure.trials import TrialSettings, failure_iteration, stable_seed
 
 log = logging.getLogger("scar")
 
@@ -269,7 +269,7 @@ def run_study(
                     "stochastic": stochastic,
                 }
             )
-    from scar.analysis import bound_verdicts  # scipy.stats: imported where needed (see scar.pipeline.aggregate)
+    from scar.report.analysis import bound_verdicts  # scipy.stats: imported where needed (see scar.stages.pipeline.aggregate)
 
     frame = pd.DataFrame(rows)
     frame["bound_held"] = bound_verdicts(frame["rework"].to_numpy(), frame["bound"].to_numpy(), frame["censored"].to_numpy())
@@ -344,7 +344,7 @@ def plot_study(runs: pd.DataFrame, fits: Sequence[Mapping[str, Any]], path: Any)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from scar.plots import _save
+    from scar.report.figures import _save
 
     by_exp = {(f["model"], f["dataset"]): f for f in fits}
     experiments = list(runs[["model", "dataset", "dataset_label"]].drop_duplicates().itertuples(index=False))

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from scar._atomic import atomic_write
 from scar.datasets import Dataset, load_dataset
 from scar.models import Model, make_model
-from scar.trajectory import Baseline, run_baseline
-from scar.trials import TrialSettings, TrialSpec, run_trial, trials_frame
+from scar.measure.trajectory import Baseline, run_baseline
+from scar.measure.trials import TrialSettings, TrialSpec, run_trial, trials_frame
 
 log = logging.getLogger("scar")
 
@@ -257,7 +257,7 @@ def aggregate(
     results table (CSV and Markdown, both rework measures) and the baselines table."""
     # Imported here: scipy.stats and seaborn take a second to import, and the many trial jobs
     # that import this module need neither.
-    from scar.analysis import headline, markdown_table, results_table, summarize
+    from scar.report.analysis import headline, markdown_table, results_table, summarize
 
     if not trial_files:
         raise ValueError("no trial result files to aggregate")
@@ -301,7 +301,7 @@ def make_figures(
     baselines_out: PathLike,
 ) -> None:
     """Write the evaluation's figures."""
-    from scar.plots import plot_baselines, plot_rework_by_strategy, plot_rework_vs_perturbation
+    from scar.report.figures import plot_baselines, plot_rework_by_strategy, plot_rework_vs_perturbation
 
     trials = pd.read_csv(trials_csv)
     plot_rework_by_strategy(trials, by_strategy_out)
@@ -367,9 +367,9 @@ def perturbation_study(
     fit_out: PathLike,
     threads: int = 1,
 ) -> pd.DataFrame:
-    """Run the perturbation study of one experiment (:func:`scar.study.run_study`); write its
+    """Run the perturbation study of one experiment (:func:`scar.measure.study.run_study`); write its
     runs (CSV) and its contraction estimate (JSON)."""
-    from scar.study import run_study
+    from scar.measure.study import run_study
 
     model, dataset, data = _model_and_data(model_name, params, dataset_path)
     baseline = Baseline.load(baseline_path)
@@ -397,7 +397,7 @@ def perturbation_report(
     figure_out: PathLike,
 ) -> pd.DataFrame:
     """Concatenate the studies' runs; write the per-kind summary and the figure."""
-    from scar.study import plot_study, summarize_study
+    from scar.measure.study import plot_study, summarize_study
 
     if not run_files:
         raise ValueError("no perturbation study results to report")
@@ -414,7 +414,7 @@ def perturbation_report(
 
 def plan_checkpoints(baseline_path: PathLike, settings: Any, experiment: tuple[str, str], out: PathLike) -> pd.DataFrame:
     """The planner's scored candidates for one experiment (CSV)."""
-    from scar.simulation import plan_table
+    from scar.planner.simulation import plan_table
 
     baseline = Baseline.load(baseline_path)
     p = settings.plan(baseline)
@@ -439,7 +439,7 @@ def validate_plan(
     threads: int = 1,
 ) -> pd.DataFrame:
     """Simulate whole runs under failures for the recommended and other settings (CSV)."""
-    from scar.simulation import validate_plan as simulate
+    from scar.planner.simulation import validate_plan as simulate
 
     model, dataset, data = _model_and_data(model_name, params, dataset_path)
     baseline = Baseline.load(baseline_path)
@@ -466,7 +466,7 @@ def planner_report(
     figure_out: PathLike | None = None,
 ) -> None:
     """Concatenate the plans; summarise the validation runs and plot predicted vs simulated cost."""
-    from scar.simulation import plot_validation, summarize_validation
+    from scar.planner.simulation import plot_validation, summarize_validation
 
     write_csv(pd.concat([pd.read_csv(f) for f in plan_files], ignore_index=True), plans_out)
     if validation_files and validation_out is not None and figure_out is not None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from scar.blocks import BlockLayout, params_distance
+from scar.core.blocks import BlockLayout, params_distance
 from scar.models.base import Model, State
 
 #: Number formats of the ``precision`` kind.

@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scar.blocks import BlockLayout, assign_blocks, params_distance
-from scar.bounds import iteration_cost_bound_multi
-from scar.failures import sample_failed_nodes
+from scar.core.blocks import BlockLayout, assign_blocks, params_distance
+from scar.core.bounds import iteration_cost_bound_multi
+from scar.core.failures import sample_failed_nodes
 from scar.models.base import Model
-from scar.planner import Plan, PlanInputs
-from scar.policies import Checkpointer, make_checkpoint_policy
-from scar.recovery import get_strategy, recover
-from scar.trajectory import Baseline, iteration_rng
-from scar.trials import TrialSettings, stable_seed
+from scar.planner.plan import Plan, PlanInputs
+from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.core.recovery import get_strategy, recover
+from scar.measure.trajectory import Baseline, iteration_rng
+from scar.measure.trials import TrialSettings, stable_seed
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def validate_plan(
 def summarize_validation(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting: predicted and mean simulated cost, their relative error, and the saving
     against traditional at Young/Daly's interval, predicted and simulated."""
-    from scar.analysis import bound_verdicts  # scipy.stats: imported where needed
+    from scar.report.analysis import bound_verdicts  # scipy.stats: imported where needed
 
     runs = runs.assign(bound_multi_held=bound_verdicts(runs["rework"], runs["bound_multi"], runs["censored"]))
     g = runs.groupby(["model", "dataset", "setting", "role", "strategy", "C", "r"], sort=False)
@@ -209,7 +209,7 @@ def plot_validation(summary: pd.DataFrame, path: Any) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from scar.plots import _save
+    from scar.report.figures import _save
 
     experiments = list(summary[["model", "dataset"]].drop_duplicates().itertuples(index=False))
     fig, axes = plt.subplots(1, max(1, len(experiments)), figsize=(6.5 * max(1, len(experiments)), 5), squeeze=False)
@@ -295,7 +295,7 @@ class PlannerSettings:
                 get_strategy(s)
             except ValueError as err:
                 raise ValueError(f"planner.strategies: {err}") from None
-        from scar.planner import candidates
+        from scar.planner.plan import candidates
 
         try:
             if not candidates(self.strategies, self.intervals, self.r_values):
@@ -314,7 +314,7 @@ class PlannerSettings:
 
     def plan(self, baseline: Baseline) -> Plan:
         """The plan for ``baseline``, perturbation norms measured on its trajectory."""
-        from scar.planner import TrajectoryMovement, plan
+        from scar.planner.plan import TrajectoryMovement, plan
 
         movement = TrajectoryMovement({n: baseline.snapshots[n] for n in baseline.server_params}, seed=baseline.seed)
         return plan(self.inputs(baseline), movement, strategies=self.strategies, intervals=self.intervals, r_values=self.r_values)
