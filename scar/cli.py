@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from scar import __version__
 from scar.core.bounds import iteration_cost_bound
+from scar.checkpoint.strategy import STRATEGIES
 from scar.datasets import available_datasets
 from scar.models import available_models, make_model
-from scar.core.recovery import STRATEGIES
 
 
 def _info(args: argparse.Namespace) -> int:

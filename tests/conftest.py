@@ -25,3 +25,16 @@ def tiny_config() -> dict:
 @pytest.fixture
 def default_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def run_from(model, data, state, *, start, target, cap, seed, diverge_above=float("inf")):
+    """Continue ``state`` (after iteration ``start``) to ``target`` on an in-process engine, as
+    the measurement does; ``state`` is updated in place to where the run stopped."""
+    from scar.measure.engine import InProcessEngine
+    from scar.measure.rework import RunLimits, run_until_target
+
+    engine = InProcessEngine(model, data, seed)
+    engine.load(state, start)
+    run = run_until_target(engine, target=target, limits=RunLimits(cap, diverge_above))
+    state.update(engine.state())
+    return run

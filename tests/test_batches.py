@@ -12,9 +12,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from conftest import REPO, run_snakemake
+from scar.measure.trials import TrialSettings
 from scar.stages import config as scar_config
 from scar.stages import resources
-from scar.measure.trials import TrialSettings
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -60,7 +60,7 @@ def test_batch_size_defaults_and_is_checked(default_config):
 def test_trial_runtime_scales_with_batch_and_measured_speed(tmp_path):
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps({"k_base": 50, "seconds_per_iteration": 0.5}))
-    settings = TrialSettings(
+    settings = TrialSettings.from_names(
         strategies=("traditional", "scar"), interval=8, r_values=(0.5, 0.25), n_nodes=8, placement="round_robin"
     )
     assert resources.runs_per_trial(settings) == 1 + 2

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scar.report.analysis import bound_verdicts
 from scar.core.bounds import (
     NotLinearlyConvergentError,
+    bound_verdicts,
     estimate_contraction_ci,
     iteration_cost_bound,
     local_contraction_rates,

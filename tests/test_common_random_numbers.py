@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import run_from
 from scar.datasets import load_dataset
+from scar.measure.trajectory import Baseline, run_baseline
 from scar.models import make_model
 from scar.models.base import Model, State
-from scar.measure.trajectory import Baseline, run_baseline, run_until_target
 
 SEED = 0
 MLR_PARAMS = {"learning_rate": 0.1, "batch_size": 50, "l2": 1e-3}
@@ -71,7 +72,7 @@ def test_same_seed_continuation_retraces_the_baseline(setup) -> None:
     for T in range(1, k_base):
         rec = Recording(model)
         state = baseline.state_at(T)
-        run = run_until_target(rec, data, state, start=T, target=baseline.target, cap=baseline.max_iters, seed=baseline.seed)
+        run = run_from(rec, data, state, start=T, target=baseline.target, cap=baseline.max_iters, seed=baseline.seed)
         assert not run.censored and run.censor_reason == ""
         assert run.k_reached == k_base, f"continued from T={T}: reached at {run.k_reached}, baseline at {k_base}"
         assert run.last_iteration == k_base
@@ -90,7 +91,7 @@ def test_another_seed_changes_the_trajectory(setup, other_seed: int) -> None:
         rec = Recording(model)
         state = baseline.state_at(T)
         # target -inf: never reached, so the run stops after exactly one step, at cap = T + 1.
-        run = run_until_target(rec, data, state, start=T, target=-np.inf, cap=T + 1, seed=other_seed)
+        run = run_from(rec, data, state, start=T, target=-np.inf, cap=T + 1, seed=other_seed)
         assert run.censor_reason == "cap" and run.last_iteration == T + 1
         assert rec.losses[0] == baseline.losses[T]  # same starting point ...
         assert rec.losses[1] != baseline.losses[T + 1], f"seed {other_seed} reproduced the baseline at T+1={T + 1}"
@@ -111,7 +112,7 @@ def test_small_perturbation_changes_objective_but_converges(setup) -> None:
         state = baseline.state_at(T)
         state["W"][row] += delta
         rec = Recording(model)
-        run = run_until_target(rec, data, state, start=T, target=baseline.target, cap=baseline.max_iters, seed=baseline.seed)
+        run = run_from(rec, data, state, start=T, target=baseline.target, cap=baseline.max_iters, seed=baseline.seed)
         assert not run.censored, f"perturbed at T={T}: censored ({run.censor_reason})"
         assert run.k_reached is not None and T <= run.k_reached <= baseline.max_iters
         # A 1e-3 nudge of one row costs at most an iteration here (far below the loss gaps).

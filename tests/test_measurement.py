@@ -20,10 +20,12 @@ import math
 import numpy as np
 import pytest
 
+from conftest import run_from
 from scar.core.bounds import iteration_cost_bound
+from scar.measure.engine import iteration_rng
+from scar.measure.trajectory import first_at_or_below, run_baseline
 from scar.models import Quadratic
 from scar.models.base import Model
-from scar.measure.trajectory import first_at_or_below, iteration_rng, run_baseline, run_until_target
 
 SEED = 3
 ETA, LAM = 0.1, 1.0
@@ -77,9 +79,12 @@ def test_contraction_fit_recovers_c(baseline):
     # The distances are to x_N (N = 400), not to x* = 0: ||x_k - x_N|| = ||x_0|| c^k (1 - c^(N-k)).
     # The fit window is [0, k_base], where c^(N-k) <= 0.9^378 ~ 5e-18, below double precision,
     # so log ||x_k - x_N|| is exactly linear in k there and the fit is exact up to rounding.
-    fit = baseline.contraction
-    assert fit is not None
+    est = baseline.contraction
+    assert est is not None
+    fit = est.fit
     assert (fit.start, fit.stop) == (0, baseline.k_base + 1)
+    # Exactly geometric distances: the bootstrap interval is the point itself.
+    assert est.c_low == pytest.approx(fit.c, abs=1e-9) and est.c_high == pytest.approx(fit.c, abs=1e-9)
     assert fit.c == pytest.approx(C_TRUE, abs=1e-6)
     assert fit.initial_distance == pytest.approx(10.0, rel=1e-6)
     assert baseline.distances[-1] == 0.0
@@ -87,7 +92,7 @@ def test_contraction_fit_recovers_c(baseline):
 
 
 def _continue(model, baseline, state, T, cap=10_000):
-    return run_until_target(model, None, state, start=T, target=baseline.target, cap=cap, seed=baseline.seed)
+    return run_from(model, None, state, start=T, target=baseline.target, cap=cap, seed=baseline.seed)
 
 
 @pytest.mark.parametrize("T", [1, 5, 12, 21])
@@ -182,14 +187,14 @@ class _Diverging(Model):
 def test_run_until_target_reports_divergence():
     model = _Diverging(nan_after=3)
     state = model.init_state(None, 0)
-    run = run_until_target(model, None, state, start=10, target=0.0, cap=1000, seed=0)
+    run = run_from(model, None, state, start=10, target=0.0, cap=1000, seed=0)
     assert run.censored and run.k_reached is None
     assert run.censor_reason == "diverged"
     assert run.last_iteration == 13
     # A finite objective above diverge_above also stops the run.
     model = _Diverging(nan_after=10**9)
     state = model.init_state(None, 0)
-    run = run_until_target(model, None, state, start=0, target=0.0, cap=1000, seed=0, diverge_above=100.0)
+    run = run_from(model, None, state, start=0, target=0.0, cap=1000, seed=0, diverge_above=100.0)
     assert run.censor_reason == "diverged" and run.last_iteration == 3  # 4 * 4^3 = 256 > 100
 
 
@@ -216,7 +221,7 @@ def test_recovered_run_uses_the_baselines_random_stream():
     base = run_baseline(model, None, seed=11, max_iters=60, tol=0.05)
     for T in (1, base.k_base // 2, base.k_base - 1):
         state = base.state_at(T)
-        run = run_until_target(model, None, state, start=T, target=base.target, cap=500, seed=11)
+        run = run_from(model, None, state, start=T, target=base.target, cap=500, seed=11)
         assert run.k_reached == base.k_base
         # run_until_target leaves the state at k_reached: the baseline's state there, bit for bit.
         np.testing.assert_array_equal(state["x"], base.state_at(base.k_base)["x"])

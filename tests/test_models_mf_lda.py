@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import run_from
 from scar.datasets import Dataset, load_dataset
 from scar.datasets.corpora import count_matrix
+from scar.measure.engine import iteration_rng
+from scar.measure.trajectory import run_baseline
 from scar.models import make_model
 from scar.models.lda import _counts, gibbs_sweep
-from scar.measure.trajectory import iteration_rng, run_baseline, run_until_target
 
 
 def low_rank_ratings(n_users=60, n_items=40, rank=3, density=0.6, noise=0.0, seed=0) -> Dataset:
@@ -188,7 +190,7 @@ def test_lda_recovered_run_from_slightly_stale_counts_reaches_the_target():
     lost = np.arange(data.n_words) % 4 == 0
     state["word_topic"][lost] = base.snapshots["word_topic"][T - 2][lost]
     model.after_recovery(state, data, {"word_topic": lost})
-    run = run_until_target(model, data, state, start=T, target=base.target, cap=base.k_base * 3, seed=base.seed)
+    run = run_from(model, data, state, start=T, target=base.target, cap=base.k_base * 3, seed=base.seed)
     assert run.censor_reason in ("", "cap")  # never diverged
     assert run.k_reached is not None
 

@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scar.measure import perturbations as P
-from scar.models import make_model
+from scar.measure.engine import iteration_rng
 from scar.measure.study import StudySettings, run_study, summarize_study
-from scar.measure.trajectory import iteration_rng, run_baseline
+from scar.measure.trajectory import run_baseline
 from scar.measure.trials import TrialSettings
+from scar.models import make_model
 
 
 def _x(dtype=np.float64, seed=0):

@@ -9,14 +9,17 @@ import sys
 import numpy as np
 import pandas as pd
 
-from scar.stages.config import trial_settings
-from scar.stages.pipeline import aggregate, prepare_dataset, run_trials, train_baseline
 from scar.measure.trials import TRIAL_COLUMNS, TrialSpec
+from scar.stages.aggregate import aggregate
+from scar.stages.baseline import train_baseline
+from scar.stages.config import trial_settings
+from scar.stages.data import prepare_dataset
+from scar.stages.trials import run_trials
 
 
 def test_uncaught_errors_reach_the_job_log(tmp_path):
     log = tmp_path / "job.log"
-    code = f"from scar.stages.pipeline import setup_logging\nsetup_logging({str(log)!r})\nraise ValueError('bad block count 1234')\n"
+    code = f"from scar.stages.job_log import setup_logging\nsetup_logging({str(log)!r})\nraise ValueError('bad block count 1234')\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     text = log.read_text()
@@ -47,14 +50,14 @@ def test_stages_chain_on_files(tmp_path, tiny_config):
         [tmp_path / "t.csv"], [tmp_path / "b.json"],
         trials_out=out["trials"], summary_out=out["summary"], headline_out=out["headline"], baselines_out=out["baselines"],
     )  # fmt: skip
-    assert set(summary_frame["strategy"]) == set(settings.strategies)
+    assert set(summary_frame["strategy"]) == {s.name for s in settings.strategies}
     headline = pd.read_csv(out["headline"])
     assert len(headline) == 2  # one row per failure fraction for SCAR
     assert pd.read_csv(out["baselines"])["k_base"].tolist() == [baseline.k_base]
 
 
 def test_a_killed_trial_batch_resumes_without_redoing_finished_trials(tmp_path, tiny_config, monkeypatch):
-    import scar.stages.pipeline as pipeline
+    import scar.stages.trials as pipeline
 
     data = tmp_path / "data.npz"
     prepare_dataset("mnist", {"source": "embedded", "max_samples": 300}, 0, data)
@@ -98,7 +101,7 @@ def test_a_killed_trial_batch_resumes_without_redoing_finished_trials(tmp_path, 
 
 
 def test_trial_progress_of_other_settings_is_discarded(tmp_path):
-    from scar.stages.pipeline import TrialProgress
+    from scar.stages.journal import TrialProgress
 
     path = tmp_path / "x.progress"
     first = TrialProgress(path, {"settings": {"interval": 8}})

@@ -8,12 +8,24 @@ import math
 import numpy as np
 import pytest
 
+from scar.checkpoint.strategy import get_strategy
 from scar.cli import main
-from scar.models import make_model
-from scar.planner.plan import GeometricMovement, PlanInputs, TrajectoryMovement, candidates, plan, score, young_daly_interval
-from scar.planner.simulation import PlannerSettings, settings_to_check, simulate_run, summarize_validation, validate_plan
 from scar.measure.trajectory import run_baseline
 from scar.measure.trials import TrialSettings
+from scar.models import make_model
+from scar.planner.inputs import PlannerSettings
+from scar.planner.plan import (
+    GeometricMovement,
+    PlanInputs,
+    TrajectoryMovement,
+    candidates,
+    plan,
+    plan_for_baseline,
+    score,
+    young_daly_interval,
+)
+from scar.planner.simulation import simulate_run
+from scar.planner.validation import settings_to_check, summarize_validation, validate_plan
 
 
 def _inputs(**kw) -> PlanInputs:
@@ -24,15 +36,19 @@ def _inputs(**kw) -> PlanInputs:
     return PlanInputs(**(base | kw))
 
 
+def S(name: str, r: float = 1.0):
+    return get_strategy(name).with_r(r)
+
+
 class _Stub:
     """A movement with a fixed ``||delta||^2`` for full and for partial recovery."""
 
     def __init__(self, full: float, partial: float, n: int = 72) -> None:
         self.full, self.partial, self.n = full, partial, n
 
-    def delta_squared(self, strategy, interval, r, fraction):
+    def delta_squared(self, strategy, interval, fraction):
         T = np.arange(1, self.n + 1)
-        if strategy == "traditional":
+        if strategy.name == "traditional":
             return np.full(T.size, self.full), T - ((T - 1) // interval) * interval
         return np.full(T.size, self.partial), np.zeros_like(T)
 
@@ -68,7 +84,7 @@ def test_free_partial_recovery_wins_with_the_longest_interval():
 
 def test_expected_rework_is_the_bound_at_the_estimated_norm():
     inputs = _inputs()
-    row = score(inputs, _Stub(full=4.0, partial=1.0), "scar", 8, 0.5)
+    row = score(inputs, _Stub(full=4.0, partial=1.0), S("scar", 0.5), 8)
     T = np.arange(1, 73)
     expected = np.mean([math.log1p(1.0 / (0.9**t * 10.0)) / math.log(1 / 0.9) for t in T])
     assert row["expected_rework"] == pytest.approx(expected)
@@ -95,18 +111,18 @@ def test_bad_input_names_the_option():
 
 
 def test_candidates_skip_r_one_for_fractional_policies_and_non_whole_r_times_c():
-    got = candidates(["traditional", "scar"], [4, 6], [1.0, 0.5, 0.25])
+    got = [(s.name, C, s.r) for s, C in candidates(["traditional", "scar"], [4, 6], [1.0, 0.5, 0.25])]
     assert ("traditional", 4, 1.0) in got and ("scar", 4, 0.25) in got
     assert ("scar", 6, 0.25) not in got and ("scar", 4, 1.0) not in got
 
 
 def test_geometric_movement_full_rollback():
     m = GeometricMovement(c=0.5, initial_distance=8.0, run_iterations=10)
-    d2, stale = m.delta_squared("traditional", 4, 1.0, 0.25)
+    d2, stale = m.delta_squared(S("traditional", 1.0), 4, 0.25)
     # T = 6: last save at 4, ||x_6 - x_4|| = 8 * 0.5^4 * (1 - 0.5^2) = 0.375
     assert math.sqrt(d2[5]) == pytest.approx(0.375)
     assert stale[5] == 2
-    d2p, _ = m.delta_squared("full_partial", 4, 1.0, 0.25)
+    d2p, _ = m.delta_squared(S("full_partial", 1.0), 4, 0.25)
     np.testing.assert_allclose(d2p, 0.25 * d2)
 
 
@@ -119,15 +135,15 @@ def quadratic_baseline():
 def test_trajectory_movement_matches_a_replay_by_hand(quadratic_baseline):
     _, b = quadratic_baseline
     m = TrajectoryMovement({"x": b.snapshots["x"]})
-    d2, stale = m.delta_squared("traditional", 5, 1.0, 0.25)
+    d2, stale = m.delta_squared(S("traditional", 1.0), 5, 0.25)
     x = b.snapshots["x"]
     assert d2[11] == pytest.approx(float(np.sum((x[12] - x[10]) ** 2)))  # T = 12, last save at 10
     assert stale[11] == 2
-    d2p, _ = m.delta_squared("full_partial", 5, 1.0, 0.25)
+    d2p, _ = m.delta_squared(S("full_partial", 1.0), 5, 0.25)
     np.testing.assert_allclose(d2p, 0.25 * d2)
     # Priority saves the blocks that moved most: never a larger perturbation than round robin on average.
-    pri, _ = m.delta_squared("scar", 8, 0.25, 0.25)
-    rr, _ = m.delta_squared("round_robin_partial", 8, 0.25, 0.25)
+    pri, _ = m.delta_squared(S("scar", 0.25), 8, 0.25)
+    rr, _ = m.delta_squared(S("round_robin_partial", 0.25), 8, 0.25)
     assert pri.mean() <= rr.mean()
 
 
@@ -138,7 +154,7 @@ def test_simulation_without_failures_is_the_baseline(quadratic_baseline):
         mtbf_iterations=1e9, failure_fraction=0.25, c=b.contraction.c, initial_distance=b.contraction.initial_distance,
         run_iterations=b.k_base,
     )  # fmt: skip
-    run = simulate_run(model, None, b, "traditional", 4, 1.0, inputs, TrialSettings())
+    run = simulate_run(model, None, b, S("traditional"), 4, inputs, TrialSettings())
     assert (run.iterations, run.n_failures, run.censored) == (b.k_base, 0, False)
     assert run.cost == b.k_base
     assert run.checkpoint_bytes == (b.k_base // 4) * b.snapshots["x"][0].nbytes
@@ -147,7 +163,7 @@ def test_simulation_without_failures_is_the_baseline(quadratic_baseline):
 def test_validation_runs_and_summarises(quadratic_baseline):
     model, b = quadratic_baseline
     settings = PlannerSettings(mtbf=15, intervals=(4, 8, 16), n_replicates=2, n_other=1)
-    p = settings.plan(b)
+    p = plan_for_baseline(settings, b)
     checked = settings_to_check(p, 1)
     assert checked[0][3] == "recommended" and checked[1][3] == "traditional at Young/Daly"
     runs = validate_plan(model, None, b, p, TrialSettings(), n_replicates=2, n_other=1, experiment=("quadratic", "none"))

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from scar.core.blocks import BlockLayout
 from scar.checkpoint.policies import (
     CHECKPOINT_POLICIES,
     Checkpointer,
@@ -20,6 +19,7 @@ from scar.checkpoint.policies import (
     make_checkpoint_policy,
 )
 from scar.checkpoint.stores import Checkpoint, InMemoryStore
+from scar.core.blocks import BlockLayout
 
 POLICY_NAMES = ("full", "priority", "round_robin", "random")
 

@@ -1,4 +1,4 @@
-"""Tests of recovery policies and strategies (scar.core.recovery)."""
+"""Tests of recovery policies (scar.core.recovery)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from scar.checkpoint.stores import Checkpoint
 from scar.core.blocks import BlockLayout, assign_blocks
 from scar.core.failures import Failure
-from scar.core.recovery import RECOVERY_POLICIES, STRATEGIES, Strategy, get_strategy, recover
-from scar.checkpoint.stores import Checkpoint
+from scar.core.recovery import RECOVERY_POLICIES, recover, restored_rows
 
 
 def _case(seed: int = 0):
@@ -32,7 +32,7 @@ def test_full_recovery_restores_every_block_bitwise():
     current, ckpt = _case()
     lost = {"a": np.zeros(6, dtype=bool), "b": np.zeros(4, dtype=bool)}
     lost["a"][2] = True
-    out = recover("full", current, ckpt, lost)
+    out = recover("full", current, ckpt.values, lost)
     assert set(out) == set(current)
     for n in current:
         assert out[n].dtype == ckpt.values[n].dtype
@@ -50,7 +50,7 @@ def test_partial_recovery_on_a_node_failure():
     nodes = assign_blocks(layout.n_blocks, 4, "round_robin")
     lost_mask = Failure(7, (1, 2)).lost_blocks(nodes)
     lost = layout.row_masks(lost_mask)
-    out = recover("partial", current, ckpt, lost)
+    out = recover("partial", current, ckpt.values, lost)
     for n in current:
         for i in range(current[n].shape[0]):
             expected = ckpt.values[n][i] if lost[n][i] else current[n][i]
@@ -62,7 +62,7 @@ def test_recover_does_not_modify_inputs(policy):
     current, ckpt = _case(2)
     lost = {"a": np.array([1, 0, 1, 0, 0, 1], dtype=bool), "b": np.array([0, 1, 0, 0], dtype=bool)}
     before_cur, before_ck, before_at = _copy(current), _copy(ckpt.values), _copy(ckpt.saved_at)
-    out = recover(policy, current, ckpt, lost)
+    out = recover(policy, current, ckpt.values, lost)
     for n in current:
         assert out[n] is not current[n]
         out[n][...] = 0  # nor is the result a view of them
@@ -85,7 +85,7 @@ def test_partial_recovery_property(mask_a, mask_b, seed):
         current[n][m] = np.nan
     lost = {"a": mask_a, "b": mask_b}
     before = _copy(current)
-    out = recover("partial", current, ckpt, lost)
+    out = recover("partial", current, ckpt.values, lost)
     for n, m in lost.items():
         assert out[n].shape == current[n].shape and out[n].dtype == current[n].dtype
         assert out[n][~m].tobytes() == current[n][~m].tobytes()
@@ -98,11 +98,11 @@ def test_partial_recovery_with_nothing_lost_is_current_and_all_lost_is_full():
     current, ckpt = _case(3)
     none = {n: np.zeros(v.shape[0], dtype=bool) for n, v in current.items()}
     every = {n: np.ones(v.shape[0], dtype=bool) for n, v in current.items()}
-    out = recover("partial", current, ckpt, none)
-    full = recover("full", current, ckpt, none)
+    out = recover("partial", current, ckpt.values, none)
+    full = recover("full", current, ckpt.values, none)
     for n in current:
         assert out[n].tobytes() == current[n].tobytes()
-    out = recover("partial", current, ckpt, every)
+    out = recover("partial", current, ckpt.values, every)
     for n in current:
         assert out[n].tobytes() == full[n].tobytes()
 
@@ -111,24 +111,14 @@ def test_unknown_recovery_policy_is_named():
     current, ckpt = _case()
     lost = {n: np.zeros(v.shape[0], dtype=bool) for n, v in current.items()}
     with pytest.raises(ValueError, match="unknown recovery policy 'rollback'"):
-        recover("rollback", current, ckpt, lost)  # type: ignore[arg-type]
+        recover("rollback", current, ckpt.values, lost)  # type: ignore[arg-type]
 
 
-def test_strategies_table():
-    assert STRATEGIES["traditional"] == Strategy("traditional", "full", "full")
-    assert STRATEGIES["scar"] == Strategy("scar", "priority", "partial")
-    assert STRATEGIES["full_partial"] == Strategy("full_partial", "full", "partial")
-    assert STRATEGIES["round_robin_partial"] == Strategy("round_robin_partial", "round_robin", "partial")
-    assert STRATEGIES["random_partial"] == Strategy("random_partial", "random", "partial")
-    assert len(STRATEGIES) == 5
-    for name, s in STRATEGIES.items():
-        assert s.name == name
-        assert s.recovery in RECOVERY_POLICIES
-        assert s.fractional == (s.checkpoint != "full")
-        assert get_strategy(name) is s
-    assert not STRATEGIES["traditional"].fractional and STRATEGIES["scar"].fractional
-
-
-def test_unknown_strategy_is_named():
-    with pytest.raises(ValueError, match="unknown strategy 'scar2'"):
-        get_strategy("scar2")
+def test_restored_rows_are_all_rows_for_full_and_the_lost_ones_for_partial():
+    lost = {"a": np.array([True, False, False]), "b": np.array([False, True])}
+    full = restored_rows("full", lost)
+    assert all(m.all() and m.shape == lost[n].shape for n, m in full.items())
+    partial = restored_rows("partial", lost)
+    assert all(np.array_equal(partial[n], lost[n]) for n in lost)
+    with pytest.raises(ValueError, match="unknown recovery policy 'rollback'"):
+        restored_rows("rollback", lost)  # type: ignore[arg-type]

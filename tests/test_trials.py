@@ -22,7 +22,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scar.core.failures import sample_failed_nodes
-from scar.models import Quadratic
 from scar.measure.trajectory import run_baseline
 from scar.measure.trials import (
     TRIAL_COLUMNS,
@@ -34,6 +33,7 @@ from scar.measure.trials import (
     stable_seed,
     trials_frame,
 )
+from scar.models import Quadratic
 
 C = 8
 N_BLOCKS, WIDTH, N_NODES = 16, 4, 8
@@ -143,11 +143,11 @@ def test_failure_iteration_clamps_the_window_ends(k_base):
 
 def test_settings_validation():
     with pytest.raises(ValueError, match="unknown strategy 'nope'"):
-        TrialSettings(strategies=("traditional", "nope"))
+        TrialSettings.from_names(strategies=("traditional", "nope"))
     with pytest.raises(ValueError, match=r"r \* C"):
-        TrialSettings(interval=6, r_values=(0.25,))
-    with pytest.raises(ValueError, match="fraction r"):
-        TrialSettings(r_values=(0.0,))
+        TrialSettings.from_names(interval=6, r_values=(0.25,))
+    with pytest.raises(ValueError, match=r"r must be in \(0, 1\]"):
+        TrialSettings.from_names(r_values=(0.0,))
     with pytest.raises(ValueError, match="rework_cap"):
         TrialSettings(rework_cap=0.0)
     s = TrialSettings(rework_cap=2.0)
@@ -161,7 +161,7 @@ def test_settings_validation():
 
 @pytest.mark.parametrize("position, fraction", [(0.5, 0.25), (0.73, 0.125), (0.2, 0.5), (0.95, 1.0)])
 def test_run_trial_rows_and_provable_relations(model, baseline, position, fraction):
-    settings = TrialSettings(interval=C, r_values=(0.25, 0.5, 1.0), n_nodes=N_NODES, seed=2)
+    settings = TrialSettings.from_names(interval=C, r_values=(0.25, 0.5, 1.0), n_nodes=N_NODES, seed=2)
     spec = _spec(position, fraction, seed=77)
     rows = run_trial(model, None, baseline, spec, settings, dataset="none")
     k_base = baseline.k_base
@@ -224,7 +224,7 @@ def test_run_trial_rows_and_provable_relations(model, baseline, position, fracti
 def test_failure_on_a_checkpoint_boundary_is_not_free(model, baseline):
     # k_base = 22; position 0.73 -> T = 16, a multiple of C: the save of iteration 16 is lost too.
     assert failure_iteration(0.73, baseline.k_base) == 16
-    rows = run_trial(model, None, baseline, _spec(0.73), TrialSettings(strategies=("traditional",), interval=C))
+    rows = run_trial(model, None, baseline, _spec(0.73), TrialSettings.from_names(strategies=("traditional",), interval=C))
     assert len(rows) == 1
     assert rows[0]["rework"] == 8 and rows[0]["mean_staleness"] == 8.0
 
@@ -238,7 +238,7 @@ def test_recovered_state_equal_to_baseline_gives_zero_rework():
     model = _ZeroRows(zero_rows=zero, n_blocks=N_BLOCKS, width=WIDTH, step_size=0.1, init_scale=10.0)
     base = run_baseline(model, None, seed=5, max_iters=300, tol=0.01)
     assert not base.state_at(0)["x"][list(zero)].any()
-    settings = TrialSettings(interval=C, r_values=(0.25,), n_nodes=N_NODES, placement="round_robin")
+    settings = TrialSettings.from_names(interval=C, r_values=(0.25,), n_nodes=N_NODES, placement="round_robin")
     rows = run_trial(model, None, base, spec, settings)
     keys = _by_key(rows)
     T = failure_iteration(spec.position, base.k_base)
@@ -254,7 +254,7 @@ def test_recovered_state_equal_to_baseline_gives_zero_rework():
 
 def test_censored_rows_carry_the_cap(model, baseline):
     # cap = k_base + 1: a rollback of T - T' = 3 iterations cannot make it.
-    settings = TrialSettings(interval=C, r_values=(0.25,), rework_cap=1e-9)
+    settings = TrialSettings.from_names(interval=C, r_values=(0.25,), rework_cap=1e-9)
     T = failure_iteration(0.5, baseline.k_base)
     assert T - _last_full_save(T) >= 2
     rows = _by_key(run_trial(model, None, baseline, _spec(0.5), settings))
@@ -271,7 +271,7 @@ def test_censored_rows_carry_the_cap(model, baseline):
 
 
 def test_run_trial_is_deterministic(model, baseline):
-    settings = TrialSettings(interval=C, r_values=(0.25, 0.5))
+    settings = TrialSettings.from_names(interval=C, r_values=(0.25, 0.5))
     a = run_trial(model, None, baseline, _spec(0.4, seed=3), settings)
     b = run_trial(model, None, baseline, _spec(0.4, seed=3), settings)
     assert trials_frame(a).equals(trials_frame(b))

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEFILE, run_snakemake
-from scar.stages import config as scar_config
 from scar.measure.trials import TRIAL_COLUMNS
+from scar.stages import config as scar_config
 
 pytestmark = pytest.mark.slow
 

@@ -210,3 +210,16 @@ def local_contraction_rates(distances: Sequence[float], window: int, stop: int |
         except NotLinearlyConvergentError:
             out.append(np.nan)
     return np.asarray(out)
+
+
+def bound_verdicts(rework: np.ndarray, bound: np.ndarray, censored: np.ndarray) -> np.ndarray:
+    """Per run: 1.0 where the bound held (``rework <= ceil(bound)``), 0.0 where it failed, NaN
+    where it cannot be told (no bound, or a censored run whose lower-bound rework is still
+    within the bound)."""
+    rework = np.asarray(rework, dtype=np.float64)
+    bound = np.asarray(bound, dtype=np.float64)
+    held = rework <= np.ceil(bound - 1e-9)
+    verdict = np.where(held, 1.0, 0.0)
+    unknown = ~np.isfinite(bound) | (np.asarray(censored, dtype=bool) & held)
+    verdict[unknown] = np.nan
+    return verdict

@@ -38,3 +38,15 @@ def sample_failed_nodes(n_nodes: int, fraction: float, rng: np.random.Generator)
     """A uniformly random set of ``n_failed_nodes(n_nodes, fraction)`` nodes, sorted."""
     k = n_failed_nodes(n_nodes, fraction)
     return tuple(int(i) for i in np.sort(rng.choice(n_nodes, size=k, replace=False)))
+
+
+def check_window(window: tuple[float, float]) -> tuple[float, float]:
+    """``window`` (where failures strike, as fractions of ``K_base``) as floats, or a ValueError
+    saying what is wrong with it."""
+    try:
+        lo, hi = (float(x) for x in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"failure window must be two numbers [start, end], got {window!r}") from None
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"failure window must satisfy 0 <= start < end <= 1, got {[lo, hi]}")
+    return lo, hi

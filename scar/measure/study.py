@@ -4,9 +4,9 @@ For one model and dataset, at a few sampled iterations ``T`` of the baseline, ev
 perturbation (:mod:`scar.measure.perturbations`) is applied to the server parameters, the model's
 ``after_recovery`` is called on the perturbed rows, and the run continues to the baseline's
 target with the baseline's random stream, exactly as a failure trial does
-(:func:`scar.measure.trials.run_trial`). Each run is recorded with the bound
-``log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))`` computed from the contraction rate ``c``
-estimated on the baseline (with its bootstrap interval), and whether the bound held.
+(:func:`scar.measure.rework.measure_rework`). Each run is recorded with the bound
+``log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))`` computed from the baseline's one estimate of
+the contraction rate ``c`` (with its bootstrap interval), and whether the bound held.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scar.core.bounds import bound_verdicts, iteration_cost_bound, local_contraction_rates
+from scar.core.failures import check_window
 from scar.measure import perturbations as P
-from scar.core.bounds import NotLinearlyConvergentError, estimate_contraction_ci, iteration_cost_bound, local_contraction_rates
-from scar.models.base import Model, State
-from scar.measure.trajectory import Baseline, copy_state, iteration_rng, run_until_target
+from scar.measure.engine import Engine, InProcessEngine, iteration_rng
+from scar.measure.rework import measure_rework
+from scar.measure.trajectory import Baseline
 from scar.measure.trials import TrialSettings, failure_iteration, stable_seed
+from scar.models.base import Model, State
 
 log = logging.getLogger("scar")
 
@@ -78,9 +81,7 @@ class StudySettings:
                 raise ValueError(f"perturbations.formats: unknown format {f!r}; expected some of {list(P.FORMATS)}")
         if any(k < 1 for k in self.staleness):
             raise ValueError(f"perturbations.staleness must be >= 1, got {list(self.staleness)}")
-        lo, hi = self.window
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ValueError(f"perturbations window must satisfy 0 <= start < end <= 1, got {list(self.window)}")
+        object.__setattr__(self, "window", check_window(self.window))
         if self.n_boot < 10:
             raise ValueError(f"perturbations.n_boot must be >= 10, got {self.n_boot}")
         per_kind: dict[str, Sequence[Any]] = {
@@ -103,10 +104,11 @@ def final_server_state(model: Model, data: Any, baseline: Baseline) -> State:
     """The server parameters at the end of the baseline run (``x_final``), recomputed from the
     snapshot at ``K_base`` with the baseline's random streams; checked against the recorded
     distance ``||x_K_base - x_final||``."""
-    state = baseline.state_at(baseline.k_base)
-    for k in range(baseline.k_base + 1, baseline.max_iters + 1):
-        model.step(state, data, iteration_rng(baseline.seed, k))
-    final = {n: state[n] for n in baseline.server_params}
+    engine = InProcessEngine(model, data, baseline.seed)
+    engine.load(baseline.state_at(baseline.k_base), baseline.k_base)
+    while engine.iteration < baseline.max_iters:
+        engine.step()
+    final = dict(engine.server_state())
     got = P.norm_of(baseline.server_state_at(baseline.k_base), final)
     want = float(baseline.distances[baseline.k_base])
     if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
@@ -127,17 +129,17 @@ def is_stochastic(model: Model, data: Any, baseline: Baseline) -> bool:
     return not all(np.array_equal(a[n], b[n]) for n in baseline.server_params)
 
 
-def contraction_summary(baseline: Baseline, settings: StudySettings) -> dict[str, Any]:
-    """The estimate of ``c`` and ``||x_0 - x*||`` over ``[0, K_base]`` with bootstrap intervals,
-    and the spread of local rates along the run; ``fit_error`` says why when it cannot be fitted."""
+def contraction_summary(baseline: Baseline) -> dict[str, Any]:
+    """The baseline's estimate of ``c`` and ``||x_0 - x*||`` over ``[0, K_base]`` with its
+    bootstrap intervals, and the spread of local rates along the run; ``fit_error`` says why
+    when there is no estimate."""
     out: dict[str, Any] = {"k_base": baseline.k_base, "fit_error": ""}
-    try:
-        est = estimate_contraction_ci(baseline.distances, 0, baseline.k_base + 1, n_boot=settings.n_boot, seed=settings.seed)
-    except NotLinearlyConvergentError as err:
+    est = baseline.contraction
+    if est is None:
         out |= dict.fromkeys(
             ["c_hat", "c_low", "c_high", "initial_distance", "initial_distance_low", "initial_distance_high", "fit_r2"], np.nan
         )
-        out["fit_error"] = str(err)
+        out["fit_error"] = baseline.info.get("contraction_error", "no contraction rate could be fitted")
     else:
         out |= {
             "c_hat": est.c,
@@ -156,7 +158,9 @@ def contraction_summary(baseline: Baseline, settings: StudySettings) -> dict[str
     return out
 
 
-def _bounds(norm: float, T: int, fit: Mapping[str, Any]) -> tuple[float, float, float]:
+def bound_interval(norm: float, T: int, fit: Mapping[str, Any]) -> tuple[float, float, float]:
+    """The bound at ``norm`` and ``T``, and its lowest and highest over the corners of the
+    intervals of ``c`` and ``||x_0 - x*||``: ``(point, low, high)``; NaNs without a rate."""
     if not np.isfinite(fit.get("c_hat", np.nan)):
         return np.nan, np.nan, np.nan
     point = iteration_cost_bound(norm, T, fit["c_hat"], fit["initial_distance"])
@@ -177,16 +181,17 @@ def run_study(
     *,
     dataset: str = "",
     dataset_label: str = "",
+    engine: Engine | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Every configured perturbation at every sampled iteration: the runs (:data:`STUDY_COLUMNS`)
     and the contraction summary of the experiment."""
-    fit = contraction_summary(baseline, settings)
+    engine = engine if engine is not None else InProcessEngine(model, data, baseline.seed)
+    fit = contraction_summary(baseline)
     stochastic = is_stochastic(model, data, baseline)
     fit |= {"model": model.name, "dataset": dataset, "stochastic": stochastic}
     x_final = final_server_state(model, data, baseline) if "adversarial" in settings.kinds else None
     d0 = float(baseline.distances[0])
-    cap = trial_settings.cap(baseline.k_base)
-    diverge_above = trial_settings.diverge_above(float(baseline.losses[0]), baseline.loss_final)
+    limits = trial_settings.limits(baseline)
     names = baseline.server_params
     key = f"{model.name}/{dataset}"
     rows = []
@@ -227,20 +232,13 @@ def run_study(
             if state is None:
                 state = baseline.state_at(T)
                 state.update({n: np.array(a, copy=True) for n, a in new.items()})
-            model.after_recovery(state, data, perturbed_rows)
+            engine.load(state, T)
+            engine.resync(perturbed_rows)
             # What remains of the perturbation once the model has resynchronised its state
             # (a model may rebuild server values from worker state, e.g. counts from assignments).
-            effective = P.norm_of({n: state[n] for n in names}, baseline.server_state_at(T))
-            if all(np.array_equal(state[n], baseline.snapshots[n][T]) for n in state):
-                k_pert, k_frac, reason = baseline.k_base, baseline.k_base_fractional, ""
-            else:
-                run = run_until_target(
-                    model, data, copy_state(state), start=T, target=baseline.target, cap=cap, seed=baseline.seed,
-                    diverge_above=diverge_above,
-                )  # fmt: skip
-                k_pert, k_frac, reason = run.k_reached, run.k_fractional, run.censor_reason
-            censored = k_pert is None
-            bound, bound_low, bound_high = _bounds(norm, T, fit)
+            effective = P.norm_of(engine.server_state(), baseline.server_state_at(T))
+            outcome = measure_rework(engine, baseline, limits)
+            bound, bound_low, bound_high = bound_interval(norm, T, fit)
             n_rows = sum(int(np.sum(perturbed_rows[n])) for n in names)
             rows.append(
                 {
@@ -257,11 +255,7 @@ def run_study(
                     "effective_norm": effective,
                     "distance_to_final": float(baseline.distances[T]),
                     "k_base": baseline.k_base,
-                    "k_pert": np.nan if censored else k_pert,
-                    "rework": (cap if censored else k_pert) - baseline.k_base,
-                    "rework_fractional": (cap if censored else k_frac) - baseline.k_base_fractional,
-                    "censored": censored,
-                    "censor_reason": reason,
+                    **outcome.columns(),
                     "bound": bound,
                     "bound_low": bound_low,
                     "bound_high": bound_high,
@@ -269,8 +263,6 @@ def run_study(
                     "stochastic": stochastic,
                 }
             )
-    from scar.report.analysis import bound_verdicts  # scipy.stats: imported where needed (see scar.stages.pipeline.aggregate)
-
     frame = pd.DataFrame(rows)
     frame["bound_held"] = bound_verdicts(frame["rework"].to_numpy(), frame["bound"].to_numpy(), frame["censored"].to_numpy())
     return frame[list(STUDY_COLUMNS)], fit
@@ -332,67 +324,3 @@ def _why_not(runs: pd.DataFrame, fit: Mapping[str, Any]) -> str:
         reasons.append("some perturbed runs diverged")
     reasons.append("rework is measured on the objective's target, the bound on ||x_k - x*||")
     return "; ".join(reasons)
-
-
-def plot_study(runs: pd.DataFrame, fits: Sequence[Mapping[str, Any]], path: Any) -> None:
-    """One column per model and dataset. Top: measured rework against the perturbation norm,
-    by kind, with the bound's curve at each sampled iteration (c estimated; band: its bootstrap
-    interval). Bottom: measured rework against the iteration of the perturbation, with each
-    run's bound as a grey tick. Runs where the bound failed are circled in red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from scar.report.figures import _save
-
-    by_exp = {(f["model"], f["dataset"]): f for f in fits}
-    experiments = list(runs[["model", "dataset", "dataset_label"]].drop_duplicates().itertuples(index=False))
-    fig, axes = plt.subplots(2, len(experiments), figsize=(6.2 * len(experiments), 8.4), squeeze=False)
-    kinds = [k for k in P.KINDS if k in set(runs["kind"])]
-    colors = {k: f"C{i}" for i, k in enumerate(kinds)}
-    markers = dict(zip(kinds, "osD^vP"))
-    for j, (m, d, label) in enumerate(experiments):
-        g = runs[(runs["model"] == m) & (runs["dataset"] == d)]
-        fit = by_exp.get((m, d), {})
-        top, bottom = axes[0, j], axes[1, j]
-        pos = g[g["perturbation_norm"] > 0]
-        lo = float(pos["perturbation_norm"].min()) if len(pos) else 1e-3
-        hi = float(pos["perturbation_norm"].max()) if len(pos) else 1.0
-        grid = np.geomspace(lo / 2, hi * 2, 80)
-        if np.isfinite(fit.get("c_hat", np.nan)):
-            # One curve per sampled iteration (staleness runs stand one iteration later).
-            its = sorted(g.loc[g["kind"] != "staleness", "failure_iteration"].unique()) or sorted(g["failure_iteration"].unique())
-            for i, T in enumerate(its):
-                curve = [_bounds(x, int(T), fit) for x in grid]
-                shade = 0.25 + 0.6 * i / max(1, len(its) - 1)
-                color = str(1.0 - shade)
-                top.plot(grid, [c[0] for c in curve], color=color, lw=1.2, label=f"bound at T={T}")
-                top.fill_between(grid, [c[1] for c in curve], [c[2] for c in curve], color=color, alpha=0.15, lw=0)
-        for k in kinds:
-            h = pos[pos["kind"] == k]
-            top.scatter(h["perturbation_norm"], h["rework"], c=colors[k], marker=markers[k], s=30, alpha=0.8, label=k)
-            h = g[g["kind"] == k]
-            bottom.scatter(h["failure_iteration"], h["rework"], c=colors[k], marker=markers[k], s=30, alpha=0.8, label=k)
-        bottom.scatter(g["failure_iteration"], g["bound"], marker="_", s=140, c="0.35", label="bound of each run")
-        failed = g[g["bound_held"] == 0.0]
-        for ax, x in [] if failed.empty else ((top, failed["perturbation_norm"]), (bottom, failed["failure_iteration"])):
-            ax.scatter(x, failed["rework"], s=110, facecolors="none", edgecolors="red", lw=1.2, label="bound failed")
-        top.set_xscale("log")
-        top.set_xlabel("perturbation norm ||delta|| (log scale)")
-        bottom.set_xlabel("iteration T of the perturbation")
-        for ax in (top, bottom):
-            ax.set_ylabel("rework (extra iterations)")
-        decided = g["bound_held"].dropna()
-        held = f"{decided.mean():.0%} of {len(decided)}" if len(decided) else "no"
-        c_txt = (
-            f"c = {fit['c_hat']:.4f} [{fit['c_low']:.4f}, {fit['c_high']:.4f}]"
-            if np.isfinite(fit.get("c_hat", np.nan))
-            else "c not fitted"
-        )
-        top.set_title(f"{m} / {label}: {c_txt}\nbound held in {held} runs" + (" (stochastic)" if fit.get("stochastic") else ""))
-        top.legend(fontsize=7, ncol=2)
-        bottom.legend(fontsize=7, ncol=2)
-    fig.suptitle("Perturbation study: measured rework and the bound log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))", y=1.0)
-    fig.tight_layout()
-    _save(fig, path)

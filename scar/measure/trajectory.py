@@ -1,4 +1,4 @@
-"""Baseline trajectories and recovered runs: the measurement of rework (SCAR.md section 4).
+"""Baseline trajectories: the unperturbed run every measurement compares with (docs/design.md §6).
 
 The baseline is the unperturbed run. It fixes the convergence target
 
@@ -10,9 +10,13 @@ snapshot of the whole state at every iteration up to ``K_base``, so the checkpoi
 policy at any failure iteration can be rebuilt by replaying the policy over the snapshots, and
 a recovered run can start from the exact state at the failure, without re-training.
 
-Iteration ``k`` always draws from :func:`iteration_rng` ``(seed, k)``: a recovered run sees the
-same minibatches and samples as the baseline from the failure on (common random numbers), so
-the rework measures the perturbation and not the luck of the draw.
+Iteration ``k`` always draws from :func:`~scar.measure.engine.iteration_rng` ``(seed, k)``: a
+recovered run sees the same minibatches and samples as the baseline from the failure on
+(common random numbers), so the rework measures the perturbation and not the luck of the draw.
+
+The contraction rate ``c`` and ``||x_0 - x*||`` are estimated once per baseline, with their
+bootstrap intervals (:func:`~scar.core.bounds.estimate_contraction_ci`); the failure trials,
+the perturbation study and the planner all use that one estimate.
 """
 
 from __future__ import annotations
@@ -29,17 +33,9 @@ import numpy as np
 
 from scar._atomic import atomic_write
 from scar.core.blocks import params_distance
-from scar.core.bounds import ContractionFit, NotLinearlyConvergentError, estimate_contraction
+from scar.core.bounds import ContractionEstimate, ContractionFit, NotLinearlyConvergentError, estimate_contraction_ci
+from scar.measure.engine import Engine, InProcessEngine
 from scar.models.base import Model, State
-
-
-def iteration_rng(seed: int, k: int) -> np.random.Generator:
-    """The random stream of iteration ``k`` of a run seeded with ``seed``."""
-    return np.random.default_rng([seed, k])
-
-
-def copy_state(state: State) -> State:
-    return {n: np.array(a, copy=True) for n, a in state.items()}
 
 
 def crossing(k: int, loss: float, previous: float | None, target: float) -> float:
@@ -71,7 +67,8 @@ class Baseline:
     target, loss_final, tol : the convergence target and how it was set.
     k_base : first iteration at or under ``target``.
     snapshots : state entry -> array of shape ``(k_base + 1, ...)``, the state at each iteration.
-    contraction : fit of the contraction rate over ``[0, k_base]`` (None when it cannot be fitted).
+    contraction : the estimate of the contraction rate over ``[0, k_base]`` with its bootstrap
+        intervals (None when it cannot be fitted; ``info["contraction_error"]`` says why).
     seconds_per_iteration : mean wall time of one iteration.
     """
 
@@ -85,7 +82,7 @@ class Baseline:
     tol: float
     k_base: int
     snapshots: dict[str, np.ndarray]
-    contraction: ContractionFit | None
+    contraction: ContractionEstimate | None
     seconds_per_iteration: float
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -119,7 +116,7 @@ class Baseline:
             "loss_final": self.loss_final,
             "tol": self.tol,
             "k_base": self.k_base,
-            "contraction": None if self.contraction is None else vars(self.contraction),
+            "contraction": None if self.contraction is None else _estimate_to_json(self.contraction),
             "seconds_per_iteration": self.seconds_per_iteration,
             "info": self.info,
             "snapshot_names": list(self.snapshots),
@@ -152,10 +149,29 @@ class Baseline:
             tol=meta["tol"],
             k_base=meta["k_base"],
             snapshots=snapshots,
-            contraction=None if fit is None else ContractionFit(**fit),
+            contraction=None if fit is None else _estimate_from_json(fit),
             seconds_per_iteration=meta["seconds_per_iteration"],
             info=meta["info"],
         )
+
+
+def _estimate_to_json(est: ContractionEstimate) -> dict[str, Any]:
+    return {**vars(est), "fit": vars(est.fit)}
+
+
+def _estimate_from_json(d: dict[str, Any]) -> ContractionEstimate:
+    return ContractionEstimate(**{**d, "fit": ContractionFit(**d["fit"])})
+
+
+def estimate_baseline_contraction(
+    distances: np.ndarray, k_base: int, *, n_boot: int = 200, seed: int = 0
+) -> tuple[ContractionEstimate | None, str]:
+    """The one contraction estimate of a baseline, over iterations ``[0, k_base]``, and why
+    there is none (``""`` when there is)."""
+    try:
+        return estimate_contraction_ci(distances, 0, k_base + 1, n_boot=n_boot, seed=seed), ""
+    except NotLinearlyConvergentError as err:
+        return None, str(err)
 
 
 def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -187,22 +203,27 @@ def run_baseline(
     max_iters: int,
     tol: float = 0.01,
     final_window: int = 10,
+    n_boot: int = 200,
     progress: Callable[[int, float], None] | None = None,
+    engine: Engine | None = None,
 ) -> Baseline:
     """Train ``max_iters`` iterations unperturbed and measure the target, ``K_base`` and ``c``.
 
-    ``progress(k, loss)`` is called after every iteration (for a progress bar).
+    ``n_boot`` bootstrap resamples give the interval of ``c`` (seeded with ``seed``).
+    ``progress(k, loss)`` is called after every iteration (for a progress bar). ``engine``
+    executes the run (default: in this process).
     """
     if max_iters < 2:
         raise ValueError(f"max_iters must be at least 2, got {max_iters}")
-    state = model.init_state(data, seed)
-    snaps: list[State] = [copy_state(state)]
-    losses = [model.objective(state, data)]
+    engine = engine if engine is not None else InProcessEngine(model, data, seed)
+    engine.load(model.init_state(data, seed), 0)
+    snaps: list[State] = [engine.state()]
+    losses = [engine.objective()]
     t0 = time.perf_counter()
     for k in range(1, max_iters + 1):
-        model.step(state, data, iteration_rng(seed, k))
-        losses.append(model.objective(state, data))
-        snaps.append(copy_state(state))
+        engine.step()
+        losses.append(engine.objective())
+        snaps.append(engine.state())
         if not np.isfinite(losses[-1]):
             raise FloatingPointError(f"baseline objective became {losses[-1]} at iteration {k}: lower the learning rate")
         if progress is not None:
@@ -218,11 +239,8 @@ def run_baseline(
         )
     final = model.server_state(snaps[-1])
     distances = np.array([params_distance(s, final, model.server_params) for s in snaps])
-    try:
-        fit = estimate_contraction(distances, 0, k_base + 1)
-    except NotLinearlyConvergentError:
-        fit = None
-    snapshots = {n: np.stack([s[n] for s in snaps[: k_base + 1]]) for n in state}
+    fit, why = estimate_baseline_contraction(distances, int(k_base), n_boot=n_boot, seed=seed)
+    snapshots = {n: np.stack([s[n] for s in snaps[: k_base + 1]]) for n in snaps[0]}
     return Baseline(
         model=model.name,
         seed=seed,
@@ -236,54 +254,5 @@ def run_baseline(
         snapshots=snapshots,
         contraction=fit,
         seconds_per_iteration=seconds,
+        info={"contraction_error": why} if why else {},
     )
-
-
-@dataclass(frozen=True)
-class RecoveredRun:
-    """Outcome of a run continued from a recovered state.
-
-    ``k_reached`` is the first iteration at or under the target, or None when censored;
-    ``k_fractional`` the interpolated crossing (see :func:`crossing`); ``censor_reason`` is
-    ``""``, ``"cap"`` (not reached by ``cap``) or ``"diverged"``.
-    """
-
-    k_reached: int | None
-    last_iteration: int
-    censor_reason: str
-    k_fractional: float | None = None
-
-    @property
-    def censored(self) -> bool:
-        return self.k_reached is None
-
-
-def run_until_target(
-    model: Model,
-    data: Any,
-    state: State,
-    *,
-    start: int,
-    target: float,
-    cap: int,
-    seed: int,
-    diverge_above: float = np.inf,
-) -> RecoveredRun:
-    """Continue ``state`` (the state after iteration ``start``) until the objective is at or
-    under ``target``, up to iteration ``cap`` at the latest; modifies ``state``.
-
-    A non-finite objective, or one above ``diverge_above``, stops the run as diverged.
-    """
-    loss = model.objective(state, data)
-    previous = None
-    k = start
-    while True:
-        if not np.isfinite(loss) or loss > diverge_above:
-            return RecoveredRun(None, k, "diverged")
-        if loss <= target:
-            return RecoveredRun(k, k, "", crossing(k, loss, previous, target))
-        if k >= cap:
-            return RecoveredRun(None, k, "cap")
-        k += 1
-        model.step(state, data, iteration_rng(seed, k))
-        previous, loss = loss, model.objective(state, data)

@@ -1,10 +1,10 @@
-"""Failure trials: sample them, and measure each strategy's rework on one (SCAR.md section 4).
+"""Failure trials: sample them, and measure each strategy's rework on one (docs/design.md §6).
 
 A trial is one failure: at a position ``u`` in the failure window (a fraction of ``K_base``,
 sampled before the baseline is known so that a workflow's DAG stays static), a fraction ``f``
-of the server nodes is lost. :func:`run_trial` rebuilds every policy's checkpoint store at the
-failure from the baseline's snapshots, applies each strategy's recovery, runs the recovered
-model to the target with the baseline's random stream and records the rework.
+of the server nodes is lost. :func:`run_trial` rebuilds every policy's checkpoint at the
+failure by replaying it over the baseline's snapshots, kills the failed nodes' rows, applies
+each strategy's recovery through the engine and measures the rework (:mod:`scar.measure.rework`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scar.checkpoint.policies import Checkpointer, CheckpointPolicy
+from scar.checkpoint.stores import Checkpoint
+from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, resolve_strategies
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.bounds import iteration_cost_bound
-from scar.core.failures import Failure, sample_failed_nodes
+from scar.core.failures import Failure, check_window, sample_failed_nodes
+from scar.core.recovery import recover
+from scar.measure.engine import Engine, InProcessEngine
+from scar.measure.rework import RunLimits, measure_rework
+from scar.measure.trajectory import Baseline
 from scar.models.base import Model
-from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
-from scar.core.recovery import get_strategy, recover
-from scar.checkpoint.stores import Checkpoint
-from scar.measure.trajectory import Baseline, run_until_target
 
 #: Columns of the tidy per-trial table, in order.
 TRIAL_COLUMNS: tuple[str, ...] = (
@@ -62,9 +65,7 @@ def plan_trials(
     failure iterations); the failed nodes are drawn per (trial, fraction). ``key`` (e.g.
     "model/dataset") decorrelates the plans of different experiments.
     """
-    lo, hi = window
-    if not 0.0 <= lo < hi <= 1.0:
-        raise ValueError(f"failure window must satisfy 0 <= start < end <= 1, got {window}")
+    lo, hi = check_window(window)
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     rng = np.random.default_rng(stable_seed(seed, key, "positions"))
@@ -83,11 +84,14 @@ def failure_iteration(position: float, k_base: int) -> int:
 
 @dataclass(frozen=True)
 class TrialSettings:
-    """How trials are evaluated (the same for every trial of an experiment)."""
+    """How trials are evaluated (the same for every trial of an experiment).
 
-    strategies: tuple[str, ...] = ("traditional", "scar", "full_partial", "round_robin_partial", "random_partial")
+    ``strategies`` are resolved (:func:`~scar.checkpoint.strategy.resolve_strategies`): each
+    carries its ``r``.
+    """
+
+    strategies: tuple[Strategy, ...] = resolve_strategies(DEFAULT_STRATEGIES, (0.25,))
     interval: int = 8
-    r_values: tuple[float, ...] = (0.25,)
     n_nodes: int = 8
     placement: str = "round_robin"
     rework_cap: float = 2.0
@@ -95,14 +99,24 @@ class TrialSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not self.strategies:
+            raise ValueError("at least one strategy is needed")
         for s in self.strategies:
-            get_strategy(s)
-        for r in self.r_values:
-            make_checkpoint_policy("priority", self.interval, r)  # validates r and r * C
+            if not isinstance(s, Strategy):
+                raise TypeError(f"strategies must be resolved Strategy objects, got {s!r} (see resolve_strategies)")
+            s.policy(self.interval)  # validates r * C
         if self.rework_cap <= 0:
             raise ValueError(f"rework_cap must be positive, got {self.rework_cap}")
         if self.divergence_factor <= 0:
             raise ValueError(f"divergence_factor must be positive, got {self.divergence_factor}")
+
+    @classmethod
+    def from_names(
+        cls, strategies: Sequence[str] = DEFAULT_STRATEGIES, r_values: Sequence[float] = (0.25,), **settings: Any
+    ) -> TrialSettings:
+        """Settings with the named strategies, each fractional one at every ``r`` of ``r_values``."""
+        interval = int(settings.get("interval", cls.interval))
+        return cls(strategies=resolve_strategies(strategies, [float(r) for r in r_values], interval), **settings)
 
     def cap(self, k_base: int) -> int:
         """Last iteration a recovered run may reach before it is censored."""
@@ -113,23 +127,26 @@ class TrialSettings:
         times the baseline's whole descent above its starting point."""
         return loss_0 + self.divergence_factor * abs(loss_0 - loss_final)
 
+    def limits(self, baseline: Baseline) -> RunLimits:
+        """When a run recovered on ``baseline`` is censored."""
+        return RunLimits(self.cap(baseline.k_base), self.diverge_above(float(baseline.losses[0]), baseline.loss_final))
+
+    def policy(self, strategy: Strategy) -> CheckpointPolicy:
+        """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed."""
+        return strategy.policy(self.interval, seed=self.policy_seed)
+
     @property
     def policy_seed(self) -> int:
         """Seed of the ``random`` checkpoint policy, independent of the training streams."""
         return stable_seed(self.seed, "random-checkpoint-policy")
 
 
-def replay_checkpoints(
-    policy_name: str, interval: int, r: float, baseline: Baseline, failure_at: int, seed: int
-) -> tuple[Checkpoint, int]:
-    """The checkpoint a policy holds when a failure strikes after iteration ``failure_at``
-    (saves of iterations ``< failure_at``), and the bytes it wrote until then."""
-    checkpointer = Checkpointer(make_checkpoint_policy(policy_name, interval, r, seed=seed))
+def _replay(policy: CheckpointPolicy, baseline: Baseline, until: int) -> Checkpointer:
+    checkpointer = Checkpointer(policy)
     checkpointer.start(baseline.server_state_at(0))
-    for k in range(1, failure_at):
+    for k in range(1, until):
         checkpointer.after_iteration(k, baseline.server_state_at(k))
-    assert checkpointer.image is not None
-    return checkpointer.image, checkpointer.bytes_written
+    return checkpointer
 
 
 def run_trial(
@@ -142,8 +159,10 @@ def run_trial(
     dataset: str = "",
     dataset_label: str = "",
     data_source: str = "",
+    engine: Engine | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure every strategy (and every r) on one failure; one row per (strategy, r)."""
+    """Measure every strategy on one failure; one row per strategy (:data:`TRIAL_COLUMNS`)."""
+    engine = engine if engine is not None else InProcessEngine(model, data, baseline.seed)
     T = failure_iteration(spec.position, baseline.k_base)
     x_T = baseline.server_state_at(T)
     layout = BlockLayout.from_arrays(x_T)
@@ -151,69 +170,54 @@ def run_trial(
     failure = Failure(T, sample_failed_nodes(settings.n_nodes, spec.fraction, np.random.default_rng(spec.seed)))
     lost_mask = failure.lost_blocks(node_of_block)
     lost_rows = layout.row_masks(lost_mask)
-    all_rows = {n: np.ones(k, dtype=bool) for n, k in zip(layout.names, layout.n_rows)}
-    cap = settings.cap(baseline.k_base)
-    diverge_above = settings.diverge_above(float(baseline.losses[0]), baseline.loss_final)
+    limits = settings.limits(baseline)
     fit = baseline.contraction
+    # The checkpoint each policy holds at the failure (saves of iterations < T), replayed once
+    # per policy: strategies that share a policy share its checkpoint.
     replayed: dict[tuple[str, float], tuple[Checkpoint, int]] = {}
     rows = []
-    for name in settings.strategies:
-        strategy = get_strategy(name)
-        for r in settings.r_values if strategy.fractional else (1.0,):
-            key = (strategy.checkpoint, r)
-            if key not in replayed:
-                replayed[key] = replay_checkpoints(strategy.checkpoint, settings.interval, r, baseline, T, settings.policy_seed)
-            image, nbytes = replayed[key]
-            restored = recover(strategy.recovery, x_T, image, lost_rows)
-            delta = params_distance(restored, x_T, baseline.server_params)
-            state = baseline.state_at(T)
-            state.update(restored)
-            model.after_recovery(state, data, all_rows if strategy.recovery == "full" else lost_rows)
-            if all(np.array_equal(state[n], baseline.snapshots[n][T]) for n in state):
-                # Same state and same random stream: the run is the baseline's, bit for bit.
-                k_pert, k_frac, reason = baseline.k_base, baseline.k_base_fractional, ""
-            else:
-                run = run_until_target(
-                    model, data, state, start=T, target=baseline.target, cap=cap, seed=baseline.seed,
-                    diverge_above=diverge_above,
-                )  # fmt: skip
-                k_pert, k_frac, reason = run.k_reached, run.k_fractional, run.censor_reason
-            censored = k_pert is None
-            stale = np.concatenate([T - image.saved_at[n] for n in layout.names])[lost_mask]
-            rows.append(
-                {
-                    "model": model.name,
-                    "dataset": dataset,
-                    "dataset_label": dataset_label or dataset,
-                    "data_source": data_source,
-                    "strategy": name,
-                    "checkpoint_policy": strategy.checkpoint,
-                    "recovery_policy": strategy.recovery,
-                    "trial": spec.trial,
-                    "failure_position": spec.position,
-                    "failure_iteration": T,
-                    "failure_fraction": spec.fraction,
-                    "failed_nodes": ";".join(map(str, failure.failed_nodes)),
-                    "n_nodes": settings.n_nodes,
-                    "lost_blocks": int(lost_mask.sum()),
-                    "r": r,
-                    "C": settings.interval,
-                    "seed": baseline.seed,
-                    "checkpoint_bytes": nbytes,
-                    "mean_staleness": float(stale.mean()) if stale.size else 0.0,
-                    "perturbation_norm": delta,
-                    "k_base": baseline.k_base,
-                    "k_pert": np.nan if censored else k_pert,
-                    # A censored run's rework is a lower bound: the cap minus K_base.
-                    "rework": (cap if censored else k_pert) - baseline.k_base,
-                    # Sub-iteration resolution: interpolated crossings of the target.
-                    "rework_fractional": (cap if censored else k_frac) - baseline.k_base_fractional,
-                    "censored": censored,
-                    "censor_reason": reason,
-                    "bound": iteration_cost_bound(delta, T, fit.c, fit.initial_distance) if fit else np.nan,
-                    "c_hat": fit.c if fit else np.nan,
-                }
-            )
+    for strategy in settings.strategies:
+        key = (strategy.checkpoint, strategy.r)
+        if key not in replayed:
+            ckpt = _replay(settings.policy(strategy), baseline, T)
+            assert ckpt.image is not None
+            replayed[key] = (ckpt.image, ckpt.bytes_written)
+        image, nbytes = replayed[key]
+        # The perturbation is what the recovery writes, before the model resyncs its state.
+        delta = params_distance(recover(strategy.recovery, x_T, image.values, lost_rows), x_T, baseline.server_params)
+        engine.load(baseline.state_at(T), T)
+        engine.kill(lost_rows)
+        engine.restore(strategy.recovery, image.values, lost_rows)
+        outcome = measure_rework(engine, baseline, limits)
+        stale = np.concatenate([T - image.saved_at[n] for n in layout.names])[lost_mask]
+        rows.append(
+            {
+                "model": model.name,
+                "dataset": dataset,
+                "dataset_label": dataset_label or dataset,
+                "data_source": data_source,
+                "strategy": strategy.name,
+                "checkpoint_policy": strategy.checkpoint,
+                "recovery_policy": strategy.recovery,
+                "trial": spec.trial,
+                "failure_position": spec.position,
+                "failure_iteration": T,
+                "failure_fraction": spec.fraction,
+                "failed_nodes": ";".join(map(str, failure.failed_nodes)),
+                "n_nodes": settings.n_nodes,
+                "lost_blocks": int(lost_mask.sum()),
+                "r": strategy.r,
+                "C": settings.interval,
+                "seed": baseline.seed,
+                "checkpoint_bytes": nbytes,
+                "mean_staleness": float(stale.mean()) if stale.size else 0.0,
+                "perturbation_norm": delta,
+                "k_base": baseline.k_base,
+                **outcome.columns(),
+                "bound": iteration_cost_bound(delta, T, fit.c, fit.initial_distance) if fit else np.nan,
+                "c_hat": fit.c if fit else np.nan,
+            }
+        )
     return rows
 
 

@@ -1,4 +1,4 @@
-"""A bound-driven checkpoint planner (SCAR.md section 6; beyond the paper).
+"""A bound-driven checkpoint planner (docs/design.md §8; beyond the paper).
 
 Given a model's size, the cost of writing (and reading back) a checkpoint, the failure rate
 (mean iterations between failures, MTBF, and the fraction of server nodes a failure takes) and
@@ -39,63 +39,12 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from scar.checkpoint.policies import Checkpointer
+from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, get_strategy
 from scar.core.blocks import BlockLayout
 from scar.core.bounds import iteration_cost_bound
-from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
-from scar.core.recovery import get_strategy
-
-#: Strategies the planner scores by default.
-PLANNER_STRATEGIES: tuple[str, ...] = ("traditional", "scar", "full_partial", "round_robin_partial")
-
-
-@dataclass(frozen=True)
-class PlanInputs:
-    """What the planner needs; every check names the ``scar plan`` option it comes from.
-
-    Times are in seconds (or any one unit: the workflow uses the time of one iteration).
-    """
-
-    model_bytes: float
-    write_seconds_per_byte: float
-    seconds_per_iteration: float
-    mtbf_iterations: float
-    failure_fraction: float
-    c: float
-    initial_distance: float
-    run_iterations: int
-    restore_seconds_per_byte: float | None = None
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("--model-bytes", self.model_bytes, self.model_bytes > 0, "must be positive"),
-            ("--write-seconds-per-byte", self.write_seconds_per_byte, self.write_seconds_per_byte >= 0, "must be >= 0"),
-            ("--seconds-per-iteration", self.seconds_per_iteration, self.seconds_per_iteration > 0, "must be positive"),
-            ("--mtbf", self.mtbf_iterations, self.mtbf_iterations > 0, "must be positive (iterations)"),
-            ("--failure-fraction", self.failure_fraction, 0 < self.failure_fraction <= 1, "must be in (0, 1]"),
-            ("--c", self.c, 0 < self.c < 1, "must be in (0, 1)"),
-            ("--initial-distance", self.initial_distance, self.initial_distance > 0, "must be positive"),
-            ("--run-iterations", self.run_iterations, self.run_iterations >= 2, "must be at least 2"),
-        ]
-        if self.restore_seconds_per_byte is not None:
-            r = self.restore_seconds_per_byte
-            checks.append(("--restore-seconds-per-byte", r, r >= 0, "must be >= 0"))
-        for option, value, ok, why in checks:
-            if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value) and ok):
-                raise ValueError(f"{option} {why}, got {value!r}")
-
-    @property
-    def restore_per_byte(self) -> float:
-        return self.write_seconds_per_byte if self.restore_seconds_per_byte is None else self.restore_seconds_per_byte
-
-    @property
-    def checkpoint_seconds(self) -> float:
-        """Time to write one full checkpoint."""
-        return self.model_bytes * self.write_seconds_per_byte
-
-    @property
-    def checkpoint_iterations(self) -> float:
-        """Time to write one full checkpoint, in iterations."""
-        return self.checkpoint_seconds / self.seconds_per_iteration
+from scar.measure.trajectory import Baseline
+from scar.planner.inputs import PlanInputs, PlannerSettings, candidates
 
 
 def young_daly_interval(checkpoint_iterations: float, mtbf_iterations: float) -> int:
@@ -109,7 +58,7 @@ class Movement(Protocol):
     """``E||delta_T||^2`` of a strategy at every failure iteration ``T = 1 .. run_iterations - 1``,
     and the staleness ``s_T`` of a full rollback (0 where not a full rollback)."""
 
-    def delta_squared(self, strategy: str, interval: int, r: float, fraction: float) -> tuple[np.ndarray, np.ndarray]: ...
+    def delta_squared(self, strategy: Strategy, interval: int, fraction: float) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def _last_full_save(T: np.ndarray, interval: int) -> np.ndarray:
@@ -129,8 +78,8 @@ class GeometricMovement:
     initial_distance: float
     run_iterations: int
 
-    def delta_squared(self, strategy, interval, r, fraction):
-        s = get_strategy(strategy)
+    def delta_squared(self, strategy, interval, fraction):
+        s, r = strategy, strategy.r
         T = np.arange(1, self.run_iterations)
 
         def moved_sq(stale_at: np.ndarray) -> np.ndarray:
@@ -182,10 +131,10 @@ class TrajectoryMovement:
     def _at(self, k: int) -> dict[str, np.ndarray]:
         return {n: a[k] for n, a in self.snapshots.items()}
 
-    def _replay(self, policy: str, interval: int, r: float) -> np.ndarray:
-        key = (policy, interval, r if policy != "full" else 1.0)
+    def _replay(self, strategy: Strategy, interval: int) -> np.ndarray:
+        key = (strategy.checkpoint, interval, strategy.r)
         if key not in self._cache:
-            ckpt = Checkpointer(make_checkpoint_policy(policy, interval, r, seed=self.seed))
+            ckpt = Checkpointer(strategy.policy(interval, seed=self.seed))
             ckpt.start(self._at(0))
             assert ckpt.image is not None
             layout = BlockLayout.from_arrays(self._at(0))
@@ -196,9 +145,9 @@ class TrajectoryMovement:
             self._cache[key] = np.asarray(out)
         return self._cache[key]
 
-    def delta_squared(self, strategy, interval, r, fraction):
-        s = get_strategy(strategy)
-        d2 = self._replay(s.checkpoint, interval, r)
+    def delta_squared(self, strategy, interval, fraction):
+        s = strategy
+        d2 = self._replay(s, interval)
         T = np.arange(1, self.run_iterations)
         if s.recovery == "partial":
             return d2 * fraction, np.zeros_like(T)
@@ -206,32 +155,10 @@ class TrajectoryMovement:
         return d2, stale
 
 
-def candidates(strategies: Sequence[str], intervals: Sequence[int], r_values: Sequence[float]) -> list[tuple[str, int, float]]:
-    """Every valid (strategy, C, r): ``r < 1`` for fractional policies (at ``r = 1`` they are the
-    full policy), ``r = 1`` for ``full``; ``r * C`` whole."""
-    out = []
-    for name in strategies:
-        s = get_strategy(name)
-        for C in intervals:
-            if int(C) != C or C < 1:
-                raise ValueError(f"--intervals must be positive integers, got {C}")
-            for r in r_values if s.fractional else (1.0,):
-                if not 0 < r <= 1:
-                    raise ValueError(f"--r-values must be in (0, 1], got {r}")
-                if s.fractional and r == 1.0:
-                    continue
-                try:
-                    make_checkpoint_policy(s.checkpoint, int(C), r)
-                except ValueError:
-                    continue  # r * C not whole: not a candidate
-                out.append((name, int(C), float(r)))
-    return out
-
-
-def score(inputs: PlanInputs, movement: Movement, strategy: str, interval: int, r: float) -> dict[str, float | str | int]:
+def score(inputs: PlanInputs, movement: Movement, strategy: Strategy, interval: int) -> dict[str, float | str | int]:
     """Expected costs (seconds per iteration) of one candidate."""
-    s = get_strategy(strategy)
-    d2, stale = movement.delta_squared(strategy, interval, r, inputs.failure_fraction)
+    s = strategy
+    d2, stale = movement.delta_squared(strategy, interval, inputs.failure_fraction)
     T = np.arange(1, d2.size + 1)
     norms = np.sqrt(d2)
     bounds = np.array([iteration_cost_bound(n, int(t), inputs.c, inputs.initial_distance) for n, t in zip(norms, T)])
@@ -242,9 +169,9 @@ def score(inputs: PlanInputs, movement: Movement, strategy: str, interval: int, 
     checkpoint = inputs.checkpoint_seconds / interval
     failure = (rework * inputs.seconds_per_iteration + restored * inputs.restore_per_byte) / inputs.mtbf_iterations
     return {
-        "strategy": strategy,
+        "strategy": strategy.name,
         "C": interval,
-        "r": r,
+        "r": strategy.r,
         "expected_delta_norm": float(np.sqrt(d2.mean())),
         "expected_rework": rework,
         "checkpoint_cost": checkpoint,
@@ -280,7 +207,7 @@ def plan(
     inputs: PlanInputs,
     movement: Movement | None = None,
     *,
-    strategies: Sequence[str] = PLANNER_STRATEGIES,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
     intervals: Sequence[int] | None = None,
     r_values: Sequence[float] = (1.0, 0.5, 0.25, 0.125),
 ) -> Plan:
@@ -295,8 +222,8 @@ def plan(
     cands = candidates(strategies, intervals, r_values)
     if not cands:
         raise ValueError("no valid (strategy, C, r) candidate: check --intervals and --r-values (r * C must be whole)")
-    rows = [score(inputs, movement, *cand) for cand in cands]
-    ref = score(inputs, movement, "traditional", yd, 1.0)
+    rows = [score(inputs, movement, s, C) for s, C in cands]
+    ref = score(inputs, movement, get_strategy("traditional"), yd)
     table = pd.DataFrame(rows).sort_values(["cost_per_iteration", "strategy", "C", "r"], kind="stable", ignore_index=True)
     return Plan(table=table, best=table.iloc[0], young_daly=pd.Series(ref), young_daly_interval=yd, inputs=inputs)
 
@@ -329,3 +256,29 @@ def format_plan(p: Plan, top: int = 8) -> str:
         "costs are seconds per iteration; E[rework] is the bound at the estimated perturbation (an estimate, see `scar.planner.plan`)",
     ]
     return "\n".join(lines)
+
+
+def plan_for_baseline(settings: PlannerSettings, baseline: Baseline) -> Plan:
+    """The plan for ``baseline`` at the configured costs, perturbation norms measured on its
+    trajectory."""
+    movement = TrajectoryMovement({n: baseline.snapshots[n] for n in baseline.server_params}, seed=baseline.seed)
+    return plan(
+        settings.inputs(baseline),
+        movement,
+        strategies=settings.strategies,
+        intervals=settings.intervals,
+        r_values=settings.r_values,
+    )
+
+
+def plan_table(p: Plan, experiment: Sequence[str]) -> pd.DataFrame:
+    """The plan's scored candidates with the experiment, the recommendation and the reference."""
+    t = p.table.copy()
+    t.insert(0, "dataset", experiment[1])
+    t.insert(0, "model", experiment[0])
+    t["recommended"] = False
+    t.loc[0, "recommended"] = True
+    ref = p.young_daly.to_dict() | {"model": experiment[0], "dataset": experiment[1], "recommended": False}
+    t["young_daly_reference"] = False
+    ref["young_daly_reference"] = True
+    return pd.concat([t, pd.DataFrame([ref])], ignore_index=True)

@@ -1,5 +1,5 @@
 """Aggregation of trial results: mean rework with confidence intervals, and the reduction
-against traditional checkpointing (SCAR.md section 4, step 5).
+against traditional checkpointing (docs/design.md §6).
 
 Trials are paired: every strategy is measured on the same failures (same iteration, same lost
 nodes, same random stream), so the reduction ``1 - mean(rework_s) / mean(rework_traditional)``
@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from scar.checkpoint.strategy import DEFAULT_STRATEGIES
+from scar.core.bounds import bound_verdicts
+
 #: Columns that identify one cell of the summary table.
 GROUP_COLUMNS: list[str] = [
     "model", "dataset", "dataset_label", "data_source", "strategy", "checkpoint_policy",
@@ -24,7 +27,7 @@ GROUP_COLUMNS: list[str] = [
 ]  # fmt: skip
 #: Columns that identify one failure (the unit of pairing).
 #: Strategies in the order tables and figures show them: the reference first, SCAR last.
-STRATEGY_ORDER: list[str] = ["traditional", "full_partial", "round_robin_partial", "random_partial", "scar"]
+STRATEGY_ORDER: list[str] = [s for s in DEFAULT_STRATEGIES if s != "scar"] + ["scar"]
 PAIR_COLUMNS: list[str] = ["model", "dataset", "failure_fraction", "trial"]
 BASELINE_STRATEGY = "traditional"
 
@@ -66,19 +69,6 @@ def paired_reduction(
     alpha = (1.0 - confidence) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha]) if boots.size else (np.nan, np.nan)
     return float(point), float(lo), float(hi)
-
-
-def bound_verdicts(rework: np.ndarray, bound: np.ndarray, censored: np.ndarray) -> np.ndarray:
-    """Per run: 1.0 where the bound held (``rework <= ceil(bound)``), 0.0 where it failed, NaN
-    where it cannot be told (no bound, or a censored run whose lower-bound rework is still
-    within the bound)."""
-    rework = np.asarray(rework, dtype=np.float64)
-    bound = np.asarray(bound, dtype=np.float64)
-    held = rework <= np.ceil(bound - 1e-9)
-    verdict = np.where(held, 1.0, 0.0)
-    unknown = ~np.isfinite(bound) | (np.asarray(censored, dtype=bool) & held)
-    verdict[unknown] = np.nan
-    return verdict
 
 
 #: The two rework measures: whole iterations, and the interpolated crossing of the target.

@@ -1,10 +1,12 @@
-"""Figures of the evaluation (seaborn). Each function takes the tidy trial table and writes one
-PNG; nothing here computes a statistic the tables do not also hold."""
+"""Every figure of the evaluation (matplotlib and seaborn). Each function takes a tidy table and
+writes one PNG atomically; nothing here computes a statistic the tables do not also hold."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from typing import Any
 
 import matplotlib
 
@@ -15,7 +17,10 @@ import pandas as pd
 import seaborn as sns
 
 from scar._atomic import atomic_write
-from scar.report.analysis import STRATEGY_ORDER, bound_verdicts, fraction_text
+from scar.core.bounds import bound_verdicts
+from scar.measure.perturbations import KINDS
+from scar.measure.study import bound_interval
+from scar.report.analysis import STRATEGY_ORDER, fraction_text
 
 
 def strategy_label(strategy: str, r: float) -> str:
@@ -133,4 +138,83 @@ def plot_baselines(curves: pd.DataFrame, path: str | os.PathLike) -> None:
         ax.set_title(name)
         ax.legend()
     fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_study(runs: pd.DataFrame, fits: Sequence[Mapping[str, Any]], path: Any) -> None:
+    """One column per model and dataset. Top: measured rework against the perturbation norm,
+    by kind, with the bound's curve at each sampled iteration (c estimated; band: its bootstrap
+    interval). Bottom: measured rework against the iteration of the perturbation, with each
+    run's bound as a grey tick. Runs where the bound failed are circled in red."""
+    by_exp = {(f["model"], f["dataset"]): f for f in fits}
+    experiments = list(runs[["model", "dataset", "dataset_label"]].drop_duplicates().itertuples(index=False))
+    fig, axes = plt.subplots(2, len(experiments), figsize=(6.2 * len(experiments), 8.4), squeeze=False)
+    kinds = [k for k in KINDS if k in set(runs["kind"])]
+    colors = {k: f"C{i}" for i, k in enumerate(kinds)}
+    markers = dict(zip(kinds, "osD^vP"))
+    for j, (m, d, label) in enumerate(experiments):
+        g = runs[(runs["model"] == m) & (runs["dataset"] == d)]
+        fit = by_exp.get((m, d), {})
+        top, bottom = axes[0, j], axes[1, j]
+        pos = g[g["perturbation_norm"] > 0]
+        lo = float(pos["perturbation_norm"].min()) if len(pos) else 1e-3
+        hi = float(pos["perturbation_norm"].max()) if len(pos) else 1.0
+        grid = np.geomspace(lo / 2, hi * 2, 80)
+        if np.isfinite(fit.get("c_hat", np.nan)):
+            # One curve per sampled iteration (staleness runs stand one iteration later).
+            its = sorted(g.loc[g["kind"] != "staleness", "failure_iteration"].unique()) or sorted(g["failure_iteration"].unique())
+            for i, T in enumerate(its):
+                curve = [bound_interval(x, int(T), fit) for x in grid]
+                shade = 0.25 + 0.6 * i / max(1, len(its) - 1)
+                color = str(1.0 - shade)
+                top.plot(grid, [c[0] for c in curve], color=color, lw=1.2, label=f"bound at T={T}")
+                top.fill_between(grid, [c[1] for c in curve], [c[2] for c in curve], color=color, alpha=0.15, lw=0)
+        for k in kinds:
+            h = pos[pos["kind"] == k]
+            top.scatter(h["perturbation_norm"], h["rework"], c=colors[k], marker=markers[k], s=30, alpha=0.8, label=k)
+            h = g[g["kind"] == k]
+            bottom.scatter(h["failure_iteration"], h["rework"], c=colors[k], marker=markers[k], s=30, alpha=0.8, label=k)
+        bottom.scatter(g["failure_iteration"], g["bound"], marker="_", s=140, c="0.35", label="bound of each run")
+        failed = g[g["bound_held"] == 0.0]
+        for ax, x in [] if failed.empty else ((top, failed["perturbation_norm"]), (bottom, failed["failure_iteration"])):
+            ax.scatter(x, failed["rework"], s=110, facecolors="none", edgecolors="red", lw=1.2, label="bound failed")
+        top.set_xscale("log")
+        top.set_xlabel("perturbation norm ||delta|| (log scale)")
+        bottom.set_xlabel("iteration T of the perturbation")
+        for ax in (top, bottom):
+            ax.set_ylabel("rework (extra iterations)")
+        decided = g["bound_held"].dropna()
+        held = f"{decided.mean():.0%} of {len(decided)}" if len(decided) else "no"
+        c_txt = (
+            f"c = {fit['c_hat']:.4f} [{fit['c_low']:.4f}, {fit['c_high']:.4f}]"
+            if np.isfinite(fit.get("c_hat", np.nan))
+            else "c not fitted"
+        )
+        top.set_title(f"{m} / {label}: {c_txt}\nbound held in {held} runs" + (" (stochastic)" if fit.get("stochastic") else ""))
+        top.legend(fontsize=7, ncol=2)
+        bottom.legend(fontsize=7, ncol=2)
+    fig.suptitle("Perturbation study: measured rework and the bound log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))", y=1.0)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_validation(summary: pd.DataFrame, path: Any) -> None:
+    """Predicted against simulated cost of a run, one point per setting (error bars: one
+    standard deviation over the simulated runs); the diagonal is a perfect prediction."""
+    experiments = list(summary[["model", "dataset"]].drop_duplicates().itertuples(index=False))
+    fig, axes = plt.subplots(1, max(1, len(experiments)), figsize=(6.5 * max(1, len(experiments)), 5), squeeze=False)
+    for ax, (m, d) in zip(axes[0], experiments):
+        h = summary[(summary["model"] == m) & (summary["dataset"] == d)]
+        for i, row in enumerate(h.itertuples(index=False)):
+            ax.errorbar(
+                row.simulated_cost, row.predicted_cost, xerr=0 if np.isnan(row.simulated_cost_sd) else row.simulated_cost_sd,
+                fmt="o*sD^v"[i % 6], color=f"C{i}", label=f"{row.setting} ({row.role})",
+            )  # fmt: skip
+        lo = float(min(h["simulated_cost"].min(), h["predicted_cost"].min())) * 0.95
+        hi = float(max(h["simulated_cost"].max(), h["predicted_cost"].max())) * 1.05
+        ax.plot([lo, hi], [lo, hi], color="0.5", ls="--", lw=1, label="predicted = simulated")
+        ax.set_xlabel("simulated cost of a run (mean over runs), in iteration times")
+        ax.set_ylabel("predicted cost of a run")
+        ax.set_title(f"{m} / {d}: planner prediction vs simulation")
+        ax.legend(fontsize=7)
     _save(fig, path)

@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 
 from scar.datasets import check_dataset_options
-from scar.models import make_model
-from scar.planner.simulation import PlannerSettings
 from scar.measure.study import StudySettings
 from scar.measure.trials import TrialSettings, plan_trials
+from scar.models import make_model
+from scar.core.failures import check_window
+from scar.planner.inputs import PlannerSettings
 
 
 class ConfigError(ValueError):
@@ -72,10 +73,10 @@ def trial_settings(config: Mapping[str, Any]) -> TrialSettings:
     """The settings shared by every trial."""
     failures, checkpoints = config["failures"], config["checkpoints"]
     try:
-        return TrialSettings(
-            strategies=tuple(config["strategies"]),
+        return TrialSettings.from_names(
+            config["strategies"],
+            checkpoints["r_values"],
             interval=int(checkpoints["interval"]),
-            r_values=tuple(float(r) for r in checkpoints["r_values"]),
             n_nodes=int(failures["n_nodes"]),
             placement=failures["placement"],
             rework_cap=float(config["rework_cap"]),
@@ -84,6 +85,14 @@ def trial_settings(config: Mapping[str, Any]) -> TrialSettings:
         )
     except ValueError as err:
         raise ConfigError(f"checkpoints/failures/strategies: {err}") from err
+
+
+def failure_window(config: Mapping[str, Any]) -> tuple[float, float]:
+    """``failures.window``, checked: where failures (and the study's perturbations) strike."""
+    try:
+        return check_window(config["failures"]["window"])
+    except ValueError as err:
+        raise ConfigError(f"failures.window: {err}") from None
 
 
 def study_settings(config: Mapping[str, Any]) -> StudySettings:
@@ -98,7 +107,7 @@ def study_settings(config: Mapping[str, Any]) -> StudySettings:
             rollback_staleness=int(p["rollback_staleness"]),
             formats=tuple(p["formats"]),
             staleness=tuple(int(k) for k in p["staleness"]),
-            window=(float(config["failures"]["window"][0]), float(config["failures"]["window"][1])),
+            window=failure_window(config),
             n_boot=int(p["n_boot"]),
             seed=int(config["seed"]),
         )
@@ -161,7 +170,7 @@ def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
         specs = plan_trials(
             int(failures["n_trials"]),
             [float(f) for f in failures["fractions"]],
-            (float(failures["window"][0]), float(failures["window"][1])),
+            failure_window(config),
             int(config["seed"]),
             key=f"{exp.model}/{exp.dataset}",
         )
@@ -191,9 +200,7 @@ def check(config: Mapping[str, Any]) -> None:
     experiments(config)
     trial_settings(config)
     batch_size(config)
-    lo, hi = config["failures"]["window"]
-    if not 0.0 <= lo < hi <= 1.0:
-        raise ConfigError(f"failures.window: need 0 <= start < end <= 1, got {[lo, hi]}")
+    failure_window(config)
     fractions = config["failures"]["fractions"]
     for f in fractions:
         if not 0 < f <= 1:

@@ -71,10 +71,8 @@ def trials_mem_mb(dataset_mb: float, baseline_mb: float) -> int:
 
 
 def runs_per_trial(settings: Any) -> int:
-    """Recovered runs one trial measures: one per strategy, per r for fractional ones."""
-    from scar.core.recovery import get_strategy
-
-    return sum(len(settings.r_values) if get_strategy(s).fractional else 1 for s in settings.strategies)
+    """Recovered runs one trial measures: one per resolved strategy (each at its r)."""
+    return len(settings.strategies)
 
 
 def trials_runtime(summary_path: str | os.PathLike, n_trials: int, settings: Any) -> int:

@@ -13,6 +13,8 @@ rule train_baseline:
         tol=lambda wc: experiment(wc).tol,
         final_window=config["baseline"]["final_window"],
         seed=config["seed"],
+        # Bootstrap resamples of the one contraction estimate (used by trials, study and planner).
+        n_boot=STUDY.n_boot,
     threads: THREADS
     resources:
         mem_mb=baseline_mem_mb,

@@ -13,6 +13,8 @@ except scar_config.ConfigError as err:
 EXPERIMENTS = {(e.model, e.dataset): e for e in scar_config.experiments(config)}
 TRIALS = scar_config.trial_table(config)
 SETTINGS = scar_config.trial_settings(config)
+STUDY = scar_config.study_settings(config)
+PLANNER = scar_config.planner_settings(config)
 THREADS = config.get("threads", 1)
 
 

@@ -1,6 +1,5 @@
 # Perturbation study: controlled perturbations of the server parameters, measured rework
 # against the bound (scar.measure.study). One job per experiment.
-STUDY = scar_config.study_settings(config)
 
 
 rule perturbation_study:

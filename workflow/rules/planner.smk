@@ -1,6 +1,5 @@
 # Checkpoint planner: a plan per experiment (scar.planner.plan), and for the experiments listed in
-# planner.validate a simulation of whole runs under failures (scar.planner.simulation).
-PLANNER = scar_config.planner_settings(config)
+# planner.validate a simulation of whole runs under failures (scar.planner.validation).
 VALIDATED = [tuple(e.split("/")) for e in PLANNER.validate]
 
 

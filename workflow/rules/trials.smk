@@ -1,6 +1,6 @@
 # One job runs a batch of trials of one (model, dataset): failures.batch_size of them
 # (config/README.md). A finished batch file is never redone; it is written atomically at the end,
-# and a killed job resumes from its finished trials (batch<i>.csv.progress, scar.stages.pipeline.TrialProgress).
+# and a killed job resumes from its finished trials (batch<i>.csv.progress, scar.stages.journal.TrialProgress).
 rule run_trials:
     input:
         dataset="results/data/{dataset}.npz",

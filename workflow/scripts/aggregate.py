@@ -1,5 +1,6 @@
-# Thin wrapper: rule aggregate -> scar.stages.pipeline.aggregate
-from scar.stages.pipeline import aggregate, setup_logging
+# Thin wrapper: rule aggregate -> scar.stages.aggregate.aggregate
+from scar.stages.aggregate import aggregate
+from scar.stages.job_log import setup_logging
 
 setup_logging(snakemake.log[0])
 aggregate(

@@ -1,5 +1,6 @@
-# Thin wrapper: rule figures -> scar.stages.pipeline.make_figures
-from scar.stages.pipeline import make_figures, setup_logging
+# Thin wrapper: rule figures -> scar.stages.aggregate.make_figures
+from scar.stages.aggregate import make_figures
+from scar.stages.job_log import setup_logging
 
 setup_logging(snakemake.log[0])
 make_figures(

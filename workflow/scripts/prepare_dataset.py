@@ -1,5 +1,6 @@
-# Thin wrapper: rule prepare_dataset -> scar.stages.pipeline.prepare_dataset
-from scar.stages.pipeline import prepare_dataset, setup_logging
+# Thin wrapper: rule prepare_dataset -> scar.stages.data.prepare_dataset
+from scar.stages.data import prepare_dataset
+from scar.stages.job_log import setup_logging
 
 setup_logging(snakemake.log[0])
 prepare_dataset(snakemake.wildcards.dataset, snakemake.params.settings, snakemake.params.seed, snakemake.output[0])

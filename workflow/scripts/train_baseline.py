@@ -1,5 +1,6 @@
-# Thin wrapper: rule train_baseline -> scar.stages.pipeline.train_baseline
-from scar.stages.pipeline import setup_logging, train_baseline
+# Thin wrapper: rule train_baseline -> scar.stages.baseline.train_baseline
+from scar.stages.baseline import train_baseline
+from scar.stages.job_log import setup_logging
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment
@@ -13,5 +14,6 @@ train_baseline(
     tol=snakemake.params.tol,
     final_window=snakemake.params.final_window,
     seed=snakemake.params.seed,
+    n_boot=snakemake.params.n_boot,
     threads=snakemake.threads,
 )

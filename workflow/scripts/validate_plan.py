@@ -1,5 +1,6 @@
-# Thin wrapper: rule validate_plan -> scar.stages.pipeline.validate_plan
-from scar.stages.pipeline import setup_logging, validate_plan
+# Thin wrapper: rule validate_plan -> scar.stages.planner.validate_plan
+from scar.stages.planner import validate_plan
+from scar.stages.job_log import setup_logging
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment

@@ -1,0 +1,98 @@
+"""Strategies: a checkpoint policy, a recovery policy and the fraction ``r`` (docs/design.md §5).
+
+A :class:`Strategy` is resolved once, when a configuration is read
+(:func:`resolve_strategies`), and travels typed from there: trials, the study, the planner and
+the report never look a strategy up by name again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from scar.checkpoint.policies import CHECKPOINT_POLICIES, CheckpointPolicy, make_checkpoint_policy
+from scar.core.recovery import RecoveryPolicy, check_recovery_policy
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named (checkpoint policy, recovery policy, r) triple.
+
+    ``r`` is the fraction of the parameters a fractional policy saves every ``r * C``
+    iterations; it is always 1 for the ``full`` policy.
+    """
+
+    name: str
+    checkpoint: str
+    recovery: RecoveryPolicy
+    r: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.checkpoint not in CHECKPOINT_POLICIES:
+            raise ValueError(f"strategy {self.name!r}: unknown checkpoint policy {self.checkpoint!r}")
+        check_recovery_policy(self.recovery)
+        if not 0.0 < self.r <= 1.0:
+            raise ValueError(f"strategy {self.name!r}: r must be in (0, 1], got {self.r}")
+        if not self.fractional and self.r != 1.0:
+            raise ValueError(f"strategy {self.name!r} checkpoints in full: r is always 1, got {self.r}")
+
+    @property
+    def fractional(self) -> bool:
+        """Whether the checkpoint policy takes a fraction r (everything but ``full``)."""
+        return self.checkpoint != "full"
+
+    @property
+    def label(self) -> str:
+        """How tables and figures name it: ``scar (r=0.25)``, ``traditional``."""
+        return f"{self.name} (r={self.r:g})" if self.fractional else self.name
+
+    def with_r(self, r: float) -> Strategy:
+        """The same strategy at fraction ``r`` (a full policy stays at 1)."""
+        return replace(self, r=float(r)) if self.fractional else self
+
+    def policy(self, interval: int, seed: int = 0) -> CheckpointPolicy:
+        """A fresh checkpoint policy for interval ``C`` (validates that ``r * C`` is whole)."""
+        return make_checkpoint_policy(self.checkpoint, interval, self.r, seed=seed)
+
+
+#: Every strategy, at r = 1 (fractional ones take their r from :meth:`Strategy.with_r`).
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("traditional", "full", "full"),
+        Strategy("scar", "priority", "partial"),
+        Strategy("full_partial", "full", "partial"),
+        Strategy("round_robin_partial", "round_robin", "partial"),
+        Strategy("random_partial", "random", "partial"),
+    )
+}
+
+#: The strategies evaluated and planned over when a configuration does not say.
+DEFAULT_STRATEGIES: tuple[str, ...] = tuple(STRATEGIES)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called ``name`` (at r = 1); a ValueError names the known ones."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; expected one of {sorted(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+def resolve_strategies(names: Sequence[str], r_values: Sequence[float], interval: int | None = None) -> tuple[Strategy, ...]:
+    """Every named strategy at every ``r`` (fractional ones; full ones once), in the order given.
+
+    With ``interval``, also checks that each fractional ``r * C`` is a whole number of iterations.
+    """
+    if not len(names):
+        raise ValueError("at least one strategy is needed")
+    if len(set(names)) != len(names):
+        raise ValueError(f"strategies are listed twice: {list(names)}")
+    out: list[Strategy] = []
+    for name in names:
+        base = get_strategy(name)
+        for r in r_values if base.fractional else (1.0,):
+            s = base.with_r(r)
+            if interval is not None:
+                s.policy(interval)
+            out.append(s)
+    return tuple(out)

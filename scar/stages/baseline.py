@@ -1,0 +1,90 @@
+"""Stage: train the unperturbed baseline (rule train_baseline)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from scar.measure.trajectory import Baseline, run_baseline
+from scar.stages.files import PathLike, load_experiment, write_json
+
+log = logging.getLogger("scar")
+
+
+def train_baseline(
+    model_name: str,
+    params: Mapping[str, Any],
+    dataset_path: PathLike,
+    out: PathLike,
+    summary_out: PathLike,
+    *,
+    max_iters: int,
+    tol: float,
+    final_window: int,
+    seed: int,
+    n_boot: int = 200,
+    threads: int = 1,
+    progress: bool = True,
+) -> Baseline:
+    """Train the unperturbed run, save it (``out``, .npz) and a JSON summary of it."""
+    model, dataset, data, _ = load_experiment(model_name, params, dataset_path)
+    bar = tqdm(total=max_iters, desc=f"baseline {model_name}/{dataset.name}", unit="it", file=sys.stderr, disable=not progress)
+
+    def tick(k: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(objective=f"{loss:.5g}", refresh=False)
+
+    t0 = time.perf_counter()
+    with threadpool_limits(threads):
+        baseline = run_baseline(model, data, seed=seed, max_iters=max_iters, tol=tol, final_window=final_window, n_boot=n_boot, progress=tick)
+    bar.close()
+    baseline.info |= {
+        "dataset": dataset.name,
+        "dataset_label": dataset.label,
+        "data_source": dataset.source,
+        "params": dict(params),
+    }
+    baseline.save(out)
+    fit = baseline.contraction
+    summary = {
+        "model": model_name,
+        "dataset": dataset.name,
+        "dataset_label": dataset.label,
+        "data_source": dataset.source,
+        "dataset_description": dataset.description,
+        "iteration": type(model).iteration,
+        "objective": type(model).objective_name,
+        "params": dict(params),
+        "seed": seed,
+        "max_iters": max_iters,
+        "tol": tol,
+        "loss_0": float(baseline.losses[0]),
+        "loss_final": baseline.loss_final,
+        "target": baseline.target,
+        "k_base": baseline.k_base,
+        "c_hat": fit.c if fit else None,
+        "c_fit_r2": fit.fit.r2 if fit else None,
+        "c_low": fit.c_low if fit else None,
+        "c_high": fit.c_high if fit else None,
+        "contraction_error": baseline.info.get("contraction_error", ""),
+        "initial_distance_hat": fit.initial_distance if fit else None,
+        "seconds_per_iteration": baseline.seconds_per_iteration,
+        "wall_seconds": time.perf_counter() - t0,
+        "objective_curve": [float(x) for x in baseline.losses],
+    }
+    write_json(summary, summary_out)
+    log.info(
+        "baseline %s/%s: K_base=%d, target=%.6g, c_hat=%s",
+        model_name,
+        dataset.name,
+        baseline.k_base,
+        baseline.target,
+        summary["c_hat"],
+    )
+    return baseline
