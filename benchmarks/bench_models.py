@@ -23,8 +23,8 @@ import numpy as np
 
 from scar.datasets import load_dataset
 from scar.datasets.corpora import count_matrix
+from scar.measure.engine import iteration_rng
 from scar.models import make_model
-from scar.measure.trajectory import iteration_rng
 
 
 def time_ours(dataset, n_topics: int, sweeps: int, alpha: float, beta: float) -> float:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from scar.core.blocks import BlockLayout, assign_blocks
-from scar.datasets import load_dataset
-from scar.core.failures import Failure, sample_failed_nodes
-from scar.models import make_model
 from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
-from scar.measure.trajectory import run_baseline, run_until_target
+from scar.core.blocks import BlockLayout, assign_blocks
+from scar.core.failures import Failure, sample_failed_nodes
+from scar.datasets import load_dataset
+from scar.measure.engine import InProcessEngine
+from scar.measure.rework import RunLimits, measure_rework
+from scar.measure.trajectory import run_baseline
 from scar.measure.trials import failure_iteration, plan_trials
+from scar.models import make_model
 
 
 def main(n_trials: int = 20, fraction: float = 0.25, interval: int = 8, r: float = 0.25) -> None:
@@ -30,6 +32,8 @@ def main(n_trials: int = 20, fraction: float = 0.25, interval: int = 8, r: float
     base = run_baseline(model, data, seed=0, max_iters=60, tol=0.01)
     layout = BlockLayout.from_arrays(base.server_state_at(0))
     node_of_block = assign_blocks(layout.n_blocks, 8, "round_robin", 0)
+    engine = InProcessEngine(model, data, base.seed)
+    limits = RunLimits(cap=3 * base.k_base)
     rework = {"U only": [], "V only": [], "U and V": []}
     saved_rows = {"U": 0, "V": 0}
     for spec in plan_trials(n_trials, [fraction], (0.1, 0.9), 0, key="mf/movielens"):
@@ -44,11 +48,11 @@ def main(n_trials: int = 20, fraction: float = 0.25, interval: int = 8, r: float
         failure = Failure(T, sample_failed_nodes(8, fraction, np.random.default_rng(spec.seed)))
         lost = layout.row_masks(failure.lost_blocks(node_of_block))
         for case, factors in (("U only", ("U",)), ("V only", ("V",)), ("U and V", ("U", "V"))):
-            state = base.state_at(T)
-            for name in factors:
-                state[name][lost[name]] = image.values[name][lost[name]]
-            run = run_until_target(model, data, state, start=T, target=base.target, cap=3 * base.k_base, seed=base.seed)
-            rework[case].append(run.k_fractional - base.k_base_fractional)
+            # The lost rows of the factors not restored keep their values at T.
+            engine.load(base.state_at(T), T)
+            engine.write_server_rows(image.values, {name: lost[name] for name in factors})
+            engine.resync({name: lost[name] for name in factors})
+            rework[case].append(measure_rework(engine, base, limits).rework_fractional)
     print(f"MF (ALS) on MovieLens 100k: K_base = {base.k_base} sweeps; {n_trials} failures losing {fraction:g} of 8 nodes;")
     print(f"lost rows restored from SCAR's checkpoint (priority, r = {r:g}, C = {interval}). Rework in sweeps (interpolated):")
     for case, values in rework.items():

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from scar.datasets import load_dataset
-from scar.models import make_model
 from scar.measure.trajectory import run_baseline
 from scar.measure.trials import TrialSettings, plan_trials, run_trial
+from scar.models import make_model
 
 
 def main(n_trials: int = 10, fraction: float = 0.25) -> None:
     dataset = load_dataset("reuters")
-    settings = TrialSettings(strategies=("traditional", "scar"))
+    settings = TrialSettings.from_names(strategies=("traditional", "scar"))
     rows = []
     for resync in (1, 10, 0):
         model = make_model("lda", {"n_topics": 20, "alpha": 0.1, "beta": 0.01, "resync_every": resync})

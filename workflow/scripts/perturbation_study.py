@@ -1,6 +1,6 @@
 # Thin wrapper: rule perturbation_study -> scar.stages.study.perturbation_study
-from scar.stages.study import perturbation_study
 from scar.stages.job_log import setup_logging
+from scar.stages.study import perturbation_study
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment

@@ -1,6 +1,6 @@
 # Thin wrapper: rule plan_checkpoints -> scar.stages.planner.plan_checkpoints
-from scar.stages.planner import plan_checkpoints
 from scar.stages.job_log import setup_logging
+from scar.stages.planner import plan_checkpoints
 
 setup_logging(snakemake.log[0])
 plan_checkpoints(

@@ -1,6 +1,6 @@
 # Thin wrapper: rule planner_report -> scar.stages.planner.planner_report
-from scar.stages.planner import planner_report
 from scar.stages.job_log import setup_logging
+from scar.stages.planner import planner_report
 
 setup_logging(snakemake.log[0])
 planner_report(

@@ -1,6 +1,6 @@
 # Thin wrapper: rule run_trials -> scar.stages.trials.run_trials
-from scar.stages.trials import run_trials
 from scar.stages.job_log import setup_logging
+from scar.stages.trials import run_trials
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment

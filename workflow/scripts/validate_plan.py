@@ -1,6 +1,6 @@
 # Thin wrapper: rule validate_plan -> scar.stages.planner.validate_plan
-from scar.stages.planner import validate_plan
 from scar.stages.job_log import setup_logging
+from scar.stages.planner import validate_plan
 
 setup_logging(snakemake.log[0])
 exp = snakemake.params.experiment
