@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from scar import __version__
-from scar.core.bounds import iteration_cost_bound
 from scar.checkpoint.strategy import STRATEGIES
+from scar.core.bounds import iteration_cost_bound
 from scar.datasets import available_datasets
 from scar.models import available_models, make_model
 

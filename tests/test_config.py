@@ -130,3 +130,19 @@ def test_a_config_file_replaces_the_default_instead_of_merging_into_it(tmp_path,
     # Without --configfile the default is used, and --config still overrides single keys.
     proc = run_snakemake(tmp_path, "-n", "--config", "seed=5", timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_a_layout_the_trials_cannot_run_is_refused_at_parse_time(default_config):
+    # Cover Type's 55 weight rows cannot be spread over 100 server nodes: known from its
+    # declared sizes, before any data is loaded or any baseline trains.
+    cfg = _set(default_config, "failures.n_nodes", 100)
+    with pytest.raises(scar_config.ConfigError, match=r"models\.mlr on dataset covtype .*55 blocks cannot be spread over 100"):
+        scar_config.check(cfg)
+
+
+def test_declared_dataset_sizes_are_the_loaded_ones(default_config):
+    from scar.datasets import declared_dims, load_dataset
+
+    for name, entry in default_config["datasets"].items():
+        options = entry.get("options") or {}
+        assert declared_dims(name, "embedded", options) == load_dataset(name, "embedded", **options).dims, name

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from scar.measure.trials import TRIAL_COLUMNS, TrialSpec
 from scar.stages.aggregate import aggregate
@@ -110,3 +111,16 @@ def test_trial_progress_of_other_settings_is_discarded(tmp_path):
     rows = TrialProgress(path, {"settings": {"interval": 8}}).load()["t0"]
     assert rows[0]["rework"] == 1.5 and rows[0]["censored"] is False and np.isnan(rows[0]["k_pert"])
     assert TrialProgress(path, {"settings": {"interval": 4}}).load() == {}
+
+
+def test_the_baseline_stage_checks_the_layout_before_training(tmp_path):
+    from scar.measure.trials import TrialSettings
+
+    data = tmp_path / "data.npz"
+    prepare_dataset("covtype", {"source": "embedded", "options": {"n_samples": 300}}, 0, data)
+    with pytest.raises(ValueError, match="55 blocks cannot be spread over 64 server nodes"):
+        train_baseline(
+            "mlr", {}, data, tmp_path / "b.npz", tmp_path / "b.json", max_iters=20, tol=0.02, final_window=5, seed=0,
+            settings=TrialSettings.from_names(n_nodes=64), progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "b.npz").exists()

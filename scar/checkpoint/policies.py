@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scar.core.blocks import BlockLayout
 from scar.checkpoint.stores import Checkpoint, CheckpointStore, InMemoryStore
+from scar.core.blocks import BlockLayout
 
 
 class CheckpointPolicy(ABC):

@@ -31,6 +31,7 @@ __all__ = [
     "Source",
     "available_datasets",
     "check_dataset_options",
+    "declared_dims",
     "dataset_options",
     "load_dataset",
 ]
@@ -45,6 +46,48 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "movielens": load_movielens,
     "reuters": load_reuters,
 }
+
+
+# The sizes each dataset will have, where they are known without loading it (see declared_dims):
+# facts of the shipped files and of the canonical sources, checked against the loaded data by
+# tests/test_datasets.py. None where they depend on preprocessing of downloaded text.
+def _classification_dims(n_features: int, n_classes: int) -> Callable[..., dict[str, int]]:
+    return lambda source, **options: {"n_features": n_features, "n_classes": n_classes}
+
+
+def _movielens_dims(source: str, *, variant: str = "ml-100k", **options: Any) -> dict[str, int]:
+    return {"n_users": 943, "n_items": 1682} if variant == "ml-100k" else {"n_users": 6040, "n_items": 3952}
+
+
+def _jester_dims(source: str, *, n_users: int = 24_983, **options: Any) -> dict[str, int]:
+    return {"n_users": int(n_users) if source == "embedded" else 24_983, "n_items": 100}
+
+
+def _corpus_dims(n_docs: int, n_words: int) -> Callable[..., dict[str, int] | None]:
+    return lambda source, **options: {"n_docs": n_docs, "n_words": n_words} if source == "embedded" else None
+
+
+_DIMS: dict[str, Callable[..., dict[str, int] | None]] = {
+    "20newsgroups": _corpus_dims(199, 3231),
+    "covtype": _classification_dims(54, 7),
+    "jester": _jester_dims,
+    "mnist": _classification_dims(784, 10),
+    "movielens": _movielens_dims,
+    "reuters": _corpus_dims(395, 4258),
+}
+
+
+def declared_dims(name: str, source: Source = "embedded", options: Mapping[str, Any] | None = None) -> dict[str, int] | None:
+    """The :attr:`Dataset.dims` that ``load_dataset(name, source, **options)`` will give, known
+    without loading it, or None where only loading tells (a downloaded corpus; ``auto``, whose
+    source is decided by the network). Subsampling (``max_samples``) keeps them: it keeps every
+    class and every feature."""
+    if name not in _DIMS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DIMS))}")
+    if source == "auto":
+        online, embedded = _DIMS[name]("online", **(options or {})), _DIMS[name]("embedded", **(options or {}))
+        return online if online == embedded else None
+    return _DIMS[name](source, **(options or {}))
 
 
 def available_datasets() -> list[str]:

@@ -68,6 +68,19 @@ class Dataset:
         return self.source == "synthetic"
 
     @property
+    def dims(self) -> dict[str, int]:
+        """The sizes a model's parameters follow: ``n_features`` and ``n_classes`` (classification),
+        ``n_users`` and ``n_items`` (ratings), ``n_docs`` and ``n_words`` (corpora)."""
+        a = self.arrays
+        if "X" in a:
+            return {"n_features": int(a["X"].shape[1]), "n_classes": int(a["y"].max()) + 1 if a["y"].size else 0}
+        if "shape" in a:
+            return {"n_users": int(a["shape"][0]), "n_items": int(a["shape"][1])}
+        if "vocabulary" in a:
+            return {"n_docs": int(a["doc_ptr"].size - 1), "n_words": int(a["vocabulary"].size)}
+        return {}
+
+    @property
     def label(self) -> str:
         """Name for tables and figures; a synthetic stand-in is marked as such."""
         return f"{self.name} (synthetic stand-in)" if self.synthetic else self.name

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,18 @@ class TrialSettings:
         """Settings with the named strategies, each fractional one at every ``r`` of ``r_values``."""
         interval = int(settings.get("interval", cls.interval))
         return cls(strategies=resolve_strategies(strategies, [float(r) for r in r_values], interval), **settings)
+
+    def check_layout(self, shapes: Mapping[str, tuple[int, int]]) -> None:
+        """Raise ValueError, saying why, when server arrays of ``shapes`` cannot be evaluated at
+        these settings: fewer blocks than server nodes, or a block wider than some fractional
+        strategy's budget per save (it could never be saved)."""
+        layout = BlockLayout(tuple(shapes), tuple(int(s[0]) for s in shapes.values()), tuple(int(s[1]) for s in shapes.values()))
+        assign_blocks(layout.n_blocks, self.n_nodes, self.placement, self.seed)  # type: ignore[arg-type]
+        for s in self.strategies:
+            try:
+                self.policy(s).budget(layout)
+            except ValueError as err:
+                raise ValueError(f"strategy {s.name}: {err}") from None
 
     def cap(self, k_base: int) -> int:
         """Last iteration a recovered run may reach before it is censored."""

@@ -74,6 +74,12 @@ class Model(ABC):
     def after_recovery(self, state: State, data: Any, lost_rows: Mapping[str, np.ndarray]) -> None:
         """Make worker state consistent with restored server blocks. Default: nothing to do."""
 
+    def server_shapes(self, dims: Mapping[str, int]) -> dict[str, tuple[int, int]] | None:
+        """The shapes of the server-held arrays on a dataset of sizes ``dims``
+        (:attr:`scar.datasets.Dataset.dims`), so that a configuration can be checked before any
+        data is loaded; None where the model cannot tell (the check then waits for the data)."""
+        return None
+
     def server_state(self, state: State) -> State:
         """The server-held part of ``state`` (views, not copies)."""
         return {n: state[n] for n in self.server_params}

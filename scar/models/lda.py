@@ -138,6 +138,9 @@ class LDA(Model):
             n_words=len(arrays["vocabulary"]),
         )
 
+    def server_shapes(self, dims):
+        return {"word_topic": (dims["n_words"], self.n_topics)}
+
     def init_state(self, data: _Corpus, seed: int) -> State:
         z = np.random.default_rng(seed).integers(0, self.n_topics, size=data.n_tokens).astype(np.int32)
         word_topic = _counts(z, data.word, data.n_words, self.n_topics)

@@ -81,6 +81,10 @@ class LogisticRegression(Model):
         Y[np.arange(X.shape[0]), y] = 1.0
         return _Data(X=Xb, Y=Y, y=y)
 
+    def server_shapes(self, dims):
+        # One row per feature plus the bias row.
+        return {"W": (dims["n_features"] + 1, dims["n_classes"])}
+
     def init_state(self, data: _Data, seed: int) -> State:
         d, k = data.X.shape[1], data.Y.shape[1]
         rng = np.random.default_rng(seed)

@@ -119,6 +119,9 @@ class MatrixFactorization(Model):
             mean=mean,
         )
 
+    def server_shapes(self, dims):
+        return {"U": (dims["n_users"], self.rank), "V": (dims["n_items"], self.rank)}
+
     def init_state(self, data: _Ratings, seed: int) -> State:
         rng = np.random.default_rng(seed)
         return {

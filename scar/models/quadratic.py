@@ -57,6 +57,9 @@ class Quadratic(Model):
         """The exact ``c = max_i |1 - eta * lambda_i|``."""
         return float(np.max(np.abs(1.0 - self.step_size * self.curvatures)))
 
+    def server_shapes(self, dims):
+        return {"x": (self.n_blocks, self.width)}
+
     def init_state(self, data, seed: int) -> State:
         x = np.random.default_rng(seed).standard_normal((self.n_blocks, self.width))
         x *= self.init_scale / np.linalg.norm(x)

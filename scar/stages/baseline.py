@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from scar.measure.trajectory import Baseline, run_baseline
+from scar.measure.trials import TrialSettings
 from scar.stages.files import PathLike, load_experiment, write_json
 
 log = logging.getLogger("scar")
@@ -29,11 +30,22 @@ def train_baseline(
     final_window: int,
     seed: int,
     n_boot: int = 200,
+    settings: TrialSettings | None = None,
     threads: int = 1,
     progress: bool = True,
 ) -> Baseline:
-    """Train the unperturbed run, save it (``out``, .npz) and a JSON summary of it."""
+    """Train the unperturbed run, save it (``out``, .npz) and a JSON summary of it.
+
+    With ``settings``, first check that the experiment's trials can run at those settings
+    (:meth:`~scar.measure.trials.TrialSettings.check_layout`)."""
     model, dataset, data, _ = load_experiment(model_name, params, dataset_path)
+    if settings is not None:
+        # Before any training: the trials of this experiment must be able to run at all.
+        shapes = {n: a.shape for n, a in model.server_state(model.init_state(data, seed)).items()}
+        try:
+            settings.check_layout(shapes)
+        except ValueError as err:
+            raise ValueError(f"{model_name} on dataset {dataset.name} (server arrays {shapes}): {err}") from None
     bar = tqdm(total=max_iters, desc=f"baseline {model_name}/{dataset.name}", unit="it", file=sys.stderr, disable=not progress)
 
     def tick(k: int, loss: float) -> None:

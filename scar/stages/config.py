@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from scar.datasets import check_dataset_options
+from scar.core.failures import check_window
+from scar.datasets import check_dataset_options, declared_dims
 from scar.measure.study import StudySettings
 from scar.measure.trials import TrialSettings, plan_trials
 from scar.models import make_model
-from scar.core.failures import check_window
 from scar.planner.inputs import PlannerSettings
 
 
@@ -67,6 +67,21 @@ def experiments(config: Mapping[str, Any]) -> list[Experiment]:
             tol = float(over.get("tol", entry.get("tol", config["baseline"]["tol"])))
             out.append(Experiment(model, dataset, params, max_iters, tol))
     return out
+
+
+def check_layout(config: Mapping[str, Any], exp: Experiment, settings: TrialSettings) -> None:
+    """Check that experiment ``exp``'s server arrays can be spread over the nodes and saved by
+    every strategy, from the sizes its dataset declares (:func:`scar.datasets.declared_dims`);
+    where they are known only once the data is loaded, the baseline stage checks it first."""
+    entry = config["datasets"][exp.dataset]
+    dims = declared_dims(exp.dataset, entry.get("source", "embedded"), entry.get("options") or {})
+    shapes = None if dims is None else make_model(exp.model, exp.params).server_shapes(dims)
+    if shapes is None:
+        return
+    try:
+        settings.check_layout(shapes)
+    except ValueError as err:
+        raise ConfigError(f"models.{exp.model} on dataset {exp.dataset} (server arrays {shapes}): {err}") from None
 
 
 def trial_settings(config: Mapping[str, Any]) -> TrialSettings:
@@ -197,8 +212,9 @@ def check(config: Mapping[str, Any]) -> None:
             check_dataset_options(name, entry.get("options") or {})
         except ValueError as err:
             raise ConfigError(f"datasets.{name}: {err}") from err
-    experiments(config)
-    trial_settings(config)
+    settings = trial_settings(config)
+    for exp in experiments(config):
+        check_layout(config, exp, settings)
     batch_size(config)
     failure_window(config)
     fractions = config["failures"]["fractions"]

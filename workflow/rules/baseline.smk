@@ -15,6 +15,7 @@ rule train_baseline:
         seed=config["seed"],
         # Bootstrap resamples of the one contraction estimate (used by trials, study and planner).
         n_boot=STUDY.n_boot,
+        settings=SETTINGS,
     threads: THREADS
     resources:
         mem_mb=baseline_mem_mb,

@@ -15,5 +15,6 @@ train_baseline(
     final_window=snakemake.params.final_window,
     seed=snakemake.params.seed,
     n_boot=snakemake.params.n_boot,
+    settings=snakemake.params.settings,
     threads=snakemake.threads,
 )
