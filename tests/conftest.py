@@ -38,3 +38,13 @@ def run_from(model, data, state, *, start, target, cap, seed, diverge_above=floa
     run = run_until_target(engine, target=target, limits=RunLimits(cap, diverge_above))
     state.update(engine.state())
     return run
+
+
+@pytest.fixture(scope="module")
+def quadratic_baseline():
+    """A quadratic whose curvatures spread over [0.5, 1] (no single contraction rate), with its baseline."""
+    from scar.measure.trajectory import run_baseline
+    from scar.models import make_model
+
+    model = make_model("quadratic", {"curvature_min": 0.5, "curvature_max": 1.0, "step_size": 0.1})
+    return model, run_baseline(model, None, seed=0, max_iters=150, tol=0.001, final_window=5)

@@ -1,4 +1,4 @@
-"""The iteration-cost ("rework") bound and the contraction-rate estimate (SCAR.md section 2).
+"""The iteration-cost ("rework") bound and the contraction-rate estimate (docs/design.md §2).
 
 For an update with linear convergence rate ``c < 1`` (``||f(x) - x*|| <= c ||x - x*||``), a
 perturbation ``delta`` added at iteration ``T`` costs at most

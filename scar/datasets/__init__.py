@@ -1,7 +1,7 @@
 """Datasets for the experiments, loadable without internet.
 
 Every dataset has an online loader (its canonical source) and an embedded default that is
-installed with the project from the package index (SCAR.md section 5). Where no offline copy
+installed with the project from the package index (docs/design.md §7). Where no offline copy
 exists (Cover Type, Jester) the embedded default is a seeded synthetic stand-in with the real
 data's shape, and the result says so: ``source == "synthetic"`` and a ``label`` that marks it.
 

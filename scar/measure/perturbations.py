@@ -1,4 +1,4 @@
-"""Perturbations of the server parameters, of controlled kind and size (SCAR.md section 2).
+"""Perturbations of the server parameters, of controlled kind and size (docs/design.md §2).
 
 The theory bounds the rework of *any* perturbation, not only a checkpoint recovery. Each kind
 here takes the server parameters ``x`` (the arrays named in ``model.server_params``) and returns

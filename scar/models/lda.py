@@ -6,7 +6,7 @@ topic is resampled from its full conditional ``p(z = k) ~ (n_wk + beta) / (n_k +
 objective is minus the collapsed log joint likelihood ``log p(w, z)`` per token (lower is
 better), computed from the assignments ``z``: it is the quantity the chain actually moves.
 
-Parameter server and workers (SCAR.md section 5): the server holds the word-topic count table
+Parameter server and workers (docs/design.md §5): the server holds the word-topic count table
 ``word_topic`` (blocks = words); the token assignments ``z`` and the document-topic counts
 ``doc_topic`` live with the workers and survive a server failure. The topic totals
 ``topic_total`` are the column sums of the server table, recomputed whenever it changes.

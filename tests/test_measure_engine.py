@@ -1,5 +1,5 @@
 """Common random numbers on a real model: a run continued from the baseline's own state at any
-iteration retraces the baseline bit for bit (scar.measure.trajectory, SCAR.md section 4).
+iteration retraces the baseline bit for bit (scar.measure.engine, docs/design.md §6).
 
 Multinomial logistic regression on 600 real MNIST digits. Iteration ``k`` of any run draws its
 minibatch order from ``iteration_rng(seed, k)``, so continuing ``baseline.state_at(T)`` with the
@@ -17,6 +17,7 @@ import pytest
 
 from conftest import run_from
 from scar.datasets import load_dataset
+from scar.measure.engine import InProcessEngine
 from scar.measure.trajectory import Baseline, run_baseline
 from scar.models import make_model
 from scar.models.base import Model, State
@@ -121,3 +122,38 @@ def test_small_perturbation_changes_objective_but_converges(setup) -> None:
         got, ref = np.array(rec.losses[:n]), baseline.losses[T : T + n]
         assert np.all(got != ref), f"perturbed at T={T}: some objectives equal the baseline's: {got} vs {ref}"
         assert np.allclose(got, ref, rtol=1e-3), f"perturbed at T={T}: objectives moved too far: {got} vs {ref}"
+
+
+def test_kill_poisons_the_lost_rows_and_the_engine_refuses_to_step_on_them(setup) -> None:
+    model, data, baseline = setup
+    engine = InProcessEngine(model, data, baseline.seed)
+    T = baseline.k_base // 2
+    engine.load(baseline.state_at(T), T)
+    lost = {"W": np.zeros(baseline.snapshots["W"].shape[1], dtype=bool)}
+    lost["W"][[0, 5]] = True
+    engine.kill(lost)
+    assert np.isnan(engine.server_state()["W"][lost["W"]]).all()
+    assert np.array_equal(engine.server_state()["W"][~lost["W"]], baseline.snapshots["W"][T][~lost["W"]])
+    with pytest.raises(RuntimeError, match="lost server rows"):
+        engine.step()
+    # A partial restore writes exactly the lost rows back; the survivors keep their values.
+    saved = {"W": baseline.snapshots["W"][0]}
+    rows = engine.restore("partial", saved, lost)
+    assert np.array_equal(rows["W"], lost["W"])
+    W = engine.server_state()["W"]
+    assert np.array_equal(W[lost["W"]], saved["W"][lost["W"]])
+    assert np.array_equal(W[~lost["W"]], baseline.snapshots["W"][T][~lost["W"]])
+    assert engine.step() == T + 1
+
+
+def test_integer_rows_are_poisoned_with_the_most_negative_value() -> None:
+    model = make_model("lda", {"n_topics": 3})
+    data = model.prepare(load_dataset("reuters"))
+    engine = InProcessEngine(model, data, 0)
+    engine.load(model.init_state(data, 0), 0)
+    lost = {"word_topic": np.arange(data.n_words) < 4}
+    engine.kill(lost)
+    assert (engine.server_state()["word_topic"][:4] == np.iinfo(engine.server_state()["word_topic"].dtype).min).all()
+    saved = {"word_topic": model.init_state(data, 0)["word_topic"]}
+    engine.restore("full", saved, lost)
+    assert engine.same_state_as(model.init_state(data, 0))

@@ -10,9 +10,6 @@ import pytest
 
 from scar.checkpoint.strategy import get_strategy
 from scar.cli import main
-from scar.measure.trajectory import run_baseline
-from scar.measure.trials import TrialSettings
-from scar.models import make_model
 from scar.planner.inputs import PlannerSettings
 from scar.planner.plan import (
     GeometricMovement,
@@ -20,12 +17,9 @@ from scar.planner.plan import (
     TrajectoryMovement,
     candidates,
     plan,
-    plan_for_baseline,
     score,
     young_daly_interval,
 )
-from scar.planner.simulation import simulate_run
-from scar.planner.validation import settings_to_check, summarize_validation, validate_plan
 
 
 def _inputs(**kw) -> PlanInputs:
@@ -126,12 +120,6 @@ def test_geometric_movement_full_rollback():
     np.testing.assert_allclose(d2p, 0.25 * d2)
 
 
-@pytest.fixture(scope="module")
-def quadratic_baseline():
-    model = make_model("quadratic", {"curvature_min": 0.5, "curvature_max": 1.0, "step_size": 0.1})
-    return model, run_baseline(model, None, seed=0, max_iters=150, tol=0.001, final_window=5)
-
-
 def test_trajectory_movement_matches_a_replay_by_hand(quadratic_baseline):
     _, b = quadratic_baseline
     m = TrajectoryMovement({"x": b.snapshots["x"]})
@@ -145,39 +133,6 @@ def test_trajectory_movement_matches_a_replay_by_hand(quadratic_baseline):
     pri, _ = m.delta_squared(S("scar", 0.25), 8, 0.25)
     rr, _ = m.delta_squared(S("round_robin_partial", 0.25), 8, 0.25)
     assert pri.mean() <= rr.mean()
-
-
-def test_simulation_without_failures_is_the_baseline(quadratic_baseline):
-    model, b = quadratic_baseline
-    inputs = PlanInputs(
-        model_bytes=float(b.snapshots["x"][0].nbytes), write_seconds_per_byte=0.0, seconds_per_iteration=1.0,
-        mtbf_iterations=1e9, failure_fraction=0.25, c=b.contraction.c, initial_distance=b.contraction.initial_distance,
-        run_iterations=b.k_base,
-    )  # fmt: skip
-    run = simulate_run(model, None, b, S("traditional"), 4, inputs, TrialSettings())
-    assert (run.iterations, run.n_failures, run.censored) == (b.k_base, 0, False)
-    assert run.cost == b.k_base
-    assert run.checkpoint_bytes == (b.k_base // 4) * b.snapshots["x"][0].nbytes
-
-
-def test_validation_runs_and_summarises(quadratic_baseline):
-    model, b = quadratic_baseline
-    settings = PlannerSettings(mtbf=15, intervals=(4, 8, 16), n_replicates=2, n_other=1)
-    p = plan_for_baseline(settings, b)
-    checked = settings_to_check(p, 1)
-    assert checked[0][3] == "recommended" and checked[1][3] == "traditional at Young/Daly"
-    runs = validate_plan(model, None, b, p, TrialSettings(), n_replicates=2, n_other=1, experiment=("quadratic", "none"))
-    assert len(runs) == 2 * len(checked)
-    assert (runs["n_failures"] > 0).any()
-    summary = summarize_validation(runs)
-    ref = summary[summary["role"] == "traditional at Young/Daly"]
-    assert float(ref["simulated_saving"].iloc[0]) == 0.0
-    assert np.isfinite(summary["relative_error"]).all()
-    # The multi-perturbation bound of each run, from the norms its recoveries caused.
-    assert (runs["bound_multi"] >= 0).all()
-    quiet = runs[runs["n_failures"] == 0]
-    assert (quiet["bound_multi"] == 0).all() and (quiet["rework"] == 0).all()
-    assert summary["bound_multi_held"].between(0, 1).all()
 
 
 def test_planner_settings_name_the_key():

@@ -1,0 +1,72 @@
+"""Tests of the figures (scar.report.figures): each draws a real PNG from a small real run."""
+
+from __future__ import annotations
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from scar.measure.study import StudySettings, run_study
+from scar.measure.trials import TrialSettings, plan_trials, run_trial, trials_frame
+from scar.planner.inputs import PlannerSettings
+from scar.planner.plan import plan_for_baseline
+from scar.planner.validation import summarize_validation, validate_plan
+from scar.report import figures
+
+
+@pytest.fixture(scope="module")
+def trials(quadratic_baseline):
+    model, base = quadratic_baseline
+    settings = TrialSettings.from_names(interval=8, r_values=(0.25,), n_nodes=8)
+    rows = [
+        row
+        for spec in plan_trials(3, [0.25, 0.5], (0.1, 0.9), 0, key="quadratic/none")
+        for row in run_trial(model, None, base, spec, settings, dataset="none")
+    ]
+    return trials_frame(rows)
+
+
+def _check_png(path, min_width=300):
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    img = mpimg.imread(path)
+    assert img.shape[1] >= min_width and img.shape[0] >= 200
+    # Something is drawn: far from a blank canvas.
+    assert np.mean(img[..., :3] < 0.9) > 0.01
+    return img
+
+
+def test_rework_figures(tmp_path, trials):
+    figures.plot_rework_by_strategy(trials, tmp_path / "by_strategy.png")
+    figures.plot_rework_vs_perturbation(trials, tmp_path / "vs_perturbation.png")
+    _check_png(tmp_path / "by_strategy.png")
+    _check_png(tmp_path / "vs_perturbation.png")
+
+
+def test_baselines_figure(tmp_path, quadratic_baseline):
+    _, base = quadratic_baseline
+    curves = pd.DataFrame(
+        {"experiment": "quadratic / none", "iteration": np.arange(base.losses.size), "objective": base.losses,
+         "target": base.target, "k_base": base.k_base}
+    )  # fmt: skip
+    figures.plot_baselines(curves, tmp_path / "baselines.png")
+    _check_png(tmp_path / "baselines.png")
+
+
+def test_study_figure_has_a_column_per_experiment(tmp_path, quadratic_baseline):
+    model, base = quadratic_baseline
+    runs, fit = run_study(model, None, base, StudySettings(n_iterations=2), TrialSettings(), dataset="none")
+    figures.plot_study(runs, [fit], tmp_path / "one.png")
+    two = pd.concat([runs, runs.assign(dataset="other")], ignore_index=True)
+    figures.plot_study(two, [fit, {**fit, "dataset": "other"}], tmp_path / "two.png")
+    one_img, two_img = _check_png(tmp_path / "one.png"), _check_png(tmp_path / "two.png")
+    assert two_img.shape[1] > 1.5 * one_img.shape[1]
+
+
+def test_validation_figure(tmp_path, quadratic_baseline):
+    model, base = quadratic_baseline
+    p = plan_for_baseline(PlannerSettings(mtbf=15, intervals=(4, 8), n_replicates=2, n_other=1), base)
+    runs = validate_plan(model, None, base, p, TrialSettings(), n_replicates=2, n_other=1, experiment=("quadratic", "none"))
+    figures.plot_validation(summarize_validation(runs), tmp_path / "validation.png")
+    _check_png(tmp_path / "validation.png")
