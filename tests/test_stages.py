@@ -20,7 +20,9 @@ from scar.stages.trials import run_trials
 
 def test_uncaught_errors_reach_the_job_log(tmp_path):
     log = tmp_path / "job.log"
-    code = f"from scar.stages.job_log import setup_logging\nsetup_logging({str(log)!r})\nraise ValueError('bad block count 1234')\n"
+    code = (
+        f"from scar.stages.job_log import setup_logging\nsetup_logging({str(log)!r})\nraise ValueError('bad block count 1234')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     text = log.read_text()

@@ -54,7 +54,9 @@ def train_baseline(
 
     t0 = time.perf_counter()
     with threadpool_limits(threads):
-        baseline = run_baseline(model, data, seed=seed, max_iters=max_iters, tol=tol, final_window=final_window, n_boot=n_boot, progress=tick)
+        baseline = run_baseline(
+            model, data, seed=seed, max_iters=max_iters, tol=tol, final_window=final_window, n_boot=n_boot, progress=tick
+        )
     bar.close()
     baseline.info |= {
         "dataset": dataset.name,
