@@ -172,6 +172,53 @@ def bound_interval(norm: float, T: int, fit: Mapping[str, Any]) -> tuple[float, 
     return point, min(corners + [point]), max(corners + [point])
 
 
+def _perturb(
+    model: Model,
+    data: Any,
+    baseline: Baseline,
+    settings: StudySettings,
+    kind: str,
+    level: Any,
+    T: int,
+    rng: np.random.Generator,
+    x_final: State | None,
+) -> tuple[State, int, float, float, dict[str, np.ndarray]]:
+    """The whole state after one perturbation of ``kind`` at ``level`` applied to the baseline at
+    ``T``: ``(state, iteration it belongs to, norm, requested norm, perturbed rows)``. A
+    ``staleness`` perturbation is one update computed from stale parameters, so its state is
+    that of iteration ``T + 1``."""
+    names = baseline.server_params
+    x_T = {n: np.array(baseline.snapshots[n][T]) for n in names}
+    requested = np.nan
+    rows = {n: np.ones(x_T[n].shape[0], dtype=bool) for n in names}
+    if kind == "staleness":
+        stale_at = max(0, T - int(level))
+        state = P.stale_update(
+            model, data, baseline.state_at(T), baseline.server_state_at(stale_at), iteration_rng(baseline.seed, T + 1)
+        )
+        norm = P.norm_of({n: state[n] for n in names}, baseline.server_state_at(T + 1))
+        return state, T + 1, norm, requested, rows
+    if kind in ("gaussian", "adversarial"):
+        requested = float(level) * float(baseline.distances[0])
+        if kind == "gaussian":
+            new, norm = P.gaussian(x_T, requested, rng)
+        else:
+            assert x_final is not None
+            new, norm = P.adversarial(x_T, x_final, requested)
+    elif kind == "reset":
+        new, norm, rows = P.reset(x_T, baseline.server_state_at(0), float(level), rng)
+    elif kind == "rollback":
+        stale_at = max(0, T - settings.rollback_staleness)
+        new, norm, rows = P.rollback(x_T, baseline.server_state_at(stale_at), float(level), rng)
+    elif kind == "precision":
+        new, norm = P.precision(x_T, str(level))
+    else:  # pragma: no cover - StudySettings validates kinds
+        raise ValueError(kind)
+    state = baseline.state_at(T)
+    state.update({n: np.array(a, copy=True) for n, a in new.items()})
+    return state, T, norm, requested, rows
+
+
 def run_study(
     model: Model,
     data: Any,
@@ -190,7 +237,6 @@ def run_study(
     stochastic = is_stochastic(model, data, baseline)
     fit |= {"model": model.name, "dataset": dataset, "stochastic": stochastic}
     x_final = final_server_state(model, data, baseline) if "adversarial" in settings.kinds else None
-    d0 = float(baseline.distances[0])
     limits = trial_settings.limits(baseline)
     names = baseline.server_params
     key = f"{model.name}/{dataset}"
@@ -199,39 +245,7 @@ def run_study(
         T0 = failure_iteration(float(position), baseline.k_base)
         for kind, level in settings.levels:
             rng = np.random.default_rng(stable_seed(settings.seed, key, T0, kind, level))
-            T = T0
-            x_T = {n: np.array(baseline.snapshots[n][T]) for n in names}
-            requested = np.nan
-            all_rows = {n: np.ones(x_T[n].shape[0], dtype=bool) for n in names}
-            perturbed_rows = all_rows
-            state: State | None = None
-            if kind == "gaussian":
-                requested = float(level) * d0
-                new, norm = P.gaussian(x_T, requested, rng)
-            elif kind == "adversarial":
-                requested = float(level) * d0
-                assert x_final is not None
-                new, norm = P.adversarial(x_T, x_final, requested)
-            elif kind == "reset":
-                new, norm, perturbed_rows = P.reset(x_T, baseline.server_state_at(0), float(level), rng)
-            elif kind == "rollback":
-                stale_at = max(0, T - settings.rollback_staleness)
-                new, norm, perturbed_rows = P.rollback(x_T, baseline.server_state_at(stale_at), float(level), rng)
-            elif kind == "precision":
-                new, norm = P.precision(x_T, str(level))
-            elif kind == "staleness":
-                stale_at = max(0, T - int(level))
-                state = P.stale_update(
-                    model, data, baseline.state_at(T), baseline.server_state_at(stale_at), iteration_rng(baseline.seed, T + 1)
-                )
-                T = T + 1
-                new = {n: state[n] for n in names}
-                norm = P.norm_of(new, baseline.server_state_at(T))
-            else:  # pragma: no cover - StudySettings validates kinds
-                raise ValueError(kind)
-            if state is None:
-                state = baseline.state_at(T)
-                state.update({n: np.array(a, copy=True) for n, a in new.items()})
+            state, T, norm, requested, perturbed_rows = _perturb(model, data, baseline, settings, kind, level, T0, rng, x_final)
             engine.load(state, T)
             engine.resync(perturbed_rows)
             # What remains of the perturbation once the model has resynchronised its state
@@ -250,7 +264,7 @@ def run_study(
                     "requested_norm": requested,
                     "failure_position": float(position),
                     "failure_iteration": T,
-                    "perturbed_fraction": n_rows / sum(x_T[n].shape[0] for n in names),
+                    "perturbed_fraction": n_rows / sum(baseline.snapshots[n].shape[1] for n in names),
                     "perturbation_norm": norm,
                     "effective_norm": effective,
                     "distance_to_final": float(baseline.distances[T]),

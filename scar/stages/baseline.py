@@ -11,8 +11,10 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from scar.datasets import Dataset
 from scar.measure.trajectory import Baseline, run_baseline
 from scar.measure.trials import TrialSettings
+from scar.models import Model
 from scar.stages.files import PathLike, load_experiment, write_json
 
 log = logging.getLogger("scar")
@@ -41,11 +43,7 @@ def train_baseline(
     model, dataset, data, _ = load_experiment(model_name, params, dataset_path)
     if settings is not None:
         # Before any training: the trials of this experiment must be able to run at all.
-        shapes = {n: a.shape for n, a in model.server_state(model.init_state(data, seed)).items()}
-        try:
-            settings.check_layout(shapes)
-        except ValueError as err:
-            raise ValueError(f"{model_name} on dataset {dataset.name} (server arrays {shapes}): {err}") from None
+        _check_layout(model, dataset, data, seed, settings)
     bar = tqdm(total=max_iters, desc=f"baseline {model_name}/{dataset.name}", unit="it", file=sys.stderr, disable=not progress)
 
     def tick(k: int, loss: float) -> None:
@@ -65,9 +63,34 @@ def train_baseline(
         "params": dict(params),
     }
     baseline.save(out)
+    summary = _summary(model, dataset, baseline, params, max_iters=max_iters, wall_seconds=time.perf_counter() - t0)
+    write_json(summary, summary_out)
+    log.info(
+        "baseline %s/%s: K_base=%d, target=%.6g, c_hat=%s",
+        model_name,
+        dataset.name,
+        baseline.k_base,
+        baseline.target,
+        summary["c_hat"],
+    )
+    return baseline
+
+
+def _check_layout(model: Model, dataset: Dataset, data: Any, seed: int, settings: TrialSettings) -> None:
+    shapes = {n: a.shape for n, a in model.server_state(model.init_state(data, seed)).items()}
+    try:
+        settings.check_layout(shapes)
+    except ValueError as err:
+        raise ValueError(f"{model.name} on dataset {dataset.name} (server arrays {shapes}): {err}") from None
+
+
+def _summary(
+    model: Model, dataset: Dataset, baseline: Baseline, params: Mapping[str, Any], *, max_iters: int, wall_seconds: float
+) -> dict[str, Any]:
+    """The baseline's JSON summary: what the tables, figures and resources read."""
     fit = baseline.contraction
-    summary = {
-        "model": model_name,
+    return {
+        "model": model.name,
         "dataset": dataset.name,
         "dataset_label": dataset.label,
         "data_source": dataset.source,
@@ -75,9 +98,9 @@ def train_baseline(
         "iteration": type(model).iteration,
         "objective": type(model).objective_name,
         "params": dict(params),
-        "seed": seed,
+        "seed": baseline.seed,
         "max_iters": max_iters,
-        "tol": tol,
+        "tol": baseline.tol,
         "loss_0": float(baseline.losses[0]),
         "loss_final": baseline.loss_final,
         "target": baseline.target,
@@ -89,16 +112,6 @@ def train_baseline(
         "contraction_error": baseline.info.get("contraction_error", ""),
         "initial_distance_hat": fit.initial_distance if fit else None,
         "seconds_per_iteration": baseline.seconds_per_iteration,
-        "wall_seconds": time.perf_counter() - t0,
+        "wall_seconds": wall_seconds,
         "objective_curve": [float(x) for x in baseline.losses],
     }
-    write_json(summary, summary_out)
-    log.info(
-        "baseline %s/%s: K_base=%d, target=%.6g, c_hat=%s",
-        model_name,
-        dataset.name,
-        baseline.k_base,
-        baseline.target,
-        summary["c_hat"],
-    )
-    return baseline
