@@ -14,7 +14,8 @@ def test_strategies_table():
     assert STRATEGIES["full_partial"] == Strategy("full_partial", "full", "partial")
     assert STRATEGIES["round_robin_partial"] == Strategy("round_robin_partial", "round_robin", "partial")
     assert STRATEGIES["random_partial"] == Strategy("random_partial", "random", "partial")
-    assert len(STRATEGIES) == 5
+    assert STRATEGIES["rebuild"] == Strategy("rebuild", "priority", "rebuild")
+    assert len(STRATEGIES) == 6
     for name, s in STRATEGIES.items():
         assert s.name == name
         assert s.recovery in RECOVERY_POLICIES

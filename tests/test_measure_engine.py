@@ -155,5 +155,7 @@ def test_integer_rows_are_poisoned_with_the_most_negative_value() -> None:
     engine.kill(lost)
     assert (engine.server_state()["word_topic"][:4] == np.iinfo(engine.server_state()["word_topic"].dtype).min).all()
     saved = {"word_topic": model.init_state(data, 0)["word_topic"]}
-    engine.restore("full", saved, lost)
+    engine.restore("partial", saved, lost)
     assert engine.same_state_as(model.init_state(data, 0))
+    with pytest.raises(ValueError, match="rollback"):
+        engine.restore("full", saved, lost)

@@ -38,16 +38,14 @@ def test_the_baseline_own_state_takes_the_shortcut_without_stepping(quadratic):
 
 
 def test_a_full_rollback_of_a_deterministic_model_costs_exactly_the_iterations_lost(quadratic):
-    # The closed form: the quadratic has no worker state and a deterministic step, so a rollback
-    # from T to s replays s+1..T exactly and reaches the target T - s iterations late.
+    # The closed form: a whole-job rollback from T to s replays s+1..T exactly (same state, same
+    # streams) and reaches the target T - s iterations late.
     model, base = quadratic
     engine = InProcessEngine(model, None, base.seed)
     for T, s in [(10, 8), (20, 0), (base.k_base - 1, base.k_base - 9)]:
         engine.load(base.state_at(T), T)
-        lost = {"x": np.ones(base.snapshots["x"].shape[1], dtype=bool)}
-        engine.kill(lost)
-        engine.restore("full", base.server_state_at(s), lost)
-        out = measure_rework(engine, base, RunLimits(cap=10 * base.k_base))
+        engine.rollback(base.state_at(s), s)
+        out = measure_rework(engine, base, RunLimits(cap=10 * base.k_base), failed_at=T)
         assert out.rework == T - s
         assert out.rework_fractional == pytest.approx(T - s, abs=1e-9)
 

@@ -253,17 +253,18 @@ def test_recovered_state_equal_to_baseline_gives_zero_rework():
 
 
 def test_censored_rows_carry_the_cap(model, baseline):
-    # cap = k_base + 1: a rollback of T - T' = 3 iterations cannot make it.
+    # cap = k_base + 1. A whole-job rollback replays the baseline exactly, so its rework T - s is
+    # known without running and is never censored; runs that must be run stop at the cap.
     settings = TrialSettings.from_names(interval=C, r_values=(0.25,), rework_cap=1e-9)
     T = failure_iteration(0.5, baseline.k_base)
     assert T - _last_full_save(T) >= 2
     rows = _by_key(run_trial(model, None, baseline, _spec(0.5), settings))
     trad = rows[("traditional", 1.0)]
-    assert trad["censored"] is True
-    assert trad["censor_reason"] == "cap"
-    assert trad["rework"] == settings.cap(baseline.k_base) - baseline.k_base == 1
-    assert math.isnan(trad["k_pert"])
+    assert trad["censored"] is False and trad["rework"] == T - _last_full_save(T)
+    rows.pop(("traditional", 1.0))
+    assert any(row["censored"] for row in rows.values())
     for row in rows.values():
+        assert row["censor_reason"] in ("", "cap")
         if not row["censored"]:
             assert row["rework"] <= 1 and row["censor_reason"] == ""
         else:
@@ -275,3 +276,34 @@ def test_run_trial_is_deterministic(model, baseline):
     a = run_trial(model, None, baseline, _spec(0.4, seed=3), settings)
     b = run_trial(model, None, baseline, _spec(0.4, seed=3), settings)
     assert trials_frame(a).equals(trials_frame(b))
+
+
+@pytest.mark.parametrize(
+    ("model_name", "params", "dataset", "options", "max_iters", "tol"),
+    [
+        ("mlr", {"learning_rate": 0.1, "batch_size": 50}, "mnist", {"max_samples": 300}, 30, 0.02),
+        ("mf", {"rank": 5}, "movielens", {}, 20, 0.01),
+        ("lda", {"n_topics": 5, "resync_every": 4}, "20newsgroups", {}, 40, 0.05),
+        ("quadratic", {}, None, {}, 80, 0.001),
+    ],
+)
+def test_traditional_rework_is_exactly_the_iterations_lost_on_every_model(model_name, params, dataset, options, max_iters, tol):
+    # Traditional recovery restarts the whole job (server rows, workers' state, counters) from
+    # its last full save s and replays s+1..T with the baseline's streams: rework is T - s.
+    from scar.datasets import load_dataset
+    from scar.models import make_model
+
+    model = make_model(model_name, params)
+    max_samples = options.pop("max_samples", None)
+    data = None if dataset is None else model.prepare(load_dataset(dataset, max_samples=max_samples, **options))
+    base = run_baseline(model, data, seed=1, max_iters=max_iters, tol=tol)
+    settings = TrialSettings.from_names(strategies=("traditional",), interval=4, n_nodes=4)
+    for spec in plan_trials(4, [0.5], (0.1, 0.9), 1, key=model_name):
+        (row,) = run_trial(model, data, base, spec, settings)
+        T = row["failure_iteration"]
+        s = (T - 1) // 4 * 4
+        assert row["rework"] == T - s and not row["censored"], (T, s, row["rework"])
+        assert row["rework_fractional"] == pytest.approx(T - s, abs=1e-9)
+        worker = sum(a[0].nbytes for n, a in base.snapshots.items() if n not in base.server_params)
+        server = sum(base.snapshots[n][0].nbytes for n in base.server_params)
+        assert row["checkpoint_bytes"] == (1 + (T - 1) // 4) * (server + worker)

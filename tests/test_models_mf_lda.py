@@ -173,10 +173,17 @@ def test_lda_state_stays_valid_after_recovering_stale_counts():
     state["word_topic"][lost] = base.snapshots["word_topic"][0][lost]
     model.after_recovery(state, data, {"word_topic": lost})
     assert np.array_equal(state["topic_total"], state["word_topic"].sum(axis=0))
+    total = int(state["word_topic"].sum())
     for k in range(T + 1, T + 6):
         model.step(state, data, iteration_rng(base.seed, k))
         assert (state["word_topic"] >= 0).all() and (state["topic_total"] >= 0).all()
         assert np.isfinite(model.objective(state, data))
+        # No phantom counts: a move the stale table cannot apply is not applied at all, so the
+        # table keeps its total between resyncs, and topic_total stays its column sums.
+        assert np.array_equal(state["topic_total"], state["word_topic"].sum(axis=0))
+        if state["sweep"][0] % 5:
+            assert int(state["word_topic"].sum()) == total
+    assert state["clipped"][0] > 0  # the stale rows were hit
     assert state["sweep"][0] % 5 == 0  # a resync happened at the last step
     assert np.array_equal(state["word_topic"], _counts(state["z"], data.word, data.n_words, 3))
 
@@ -208,3 +215,32 @@ def test_lda_rejects_a_rating_dataset():
 def test_lda_bad_hyperparameters_are_named(params, name):
     with pytest.raises(ValueError, match=name):
         make_model("lda", params)
+
+
+def test_lda_rebuild_recounts_the_lost_words_from_the_assignments_exactly():
+    model = make_model("lda", {"n_topics": 3, "resync_every": 5})
+    data = model.prepare(tiny_corpus())
+    base = run_baseline(model, data, seed=0, max_iters=40, tol=0.05)
+    T = base.k_base // 2
+    state = base.state_at(T)
+    lost = np.arange(data.n_words) % 3 == 0
+    state["word_topic"][lost] = base.snapshots["word_topic"][0][lost]  # stale checkpoint rows
+    model.rebuild(state, data, {"word_topic": lost})
+    model.after_recovery(state, data, {"word_topic": lost})
+    for name, want in base.state_at(T).items():
+        assert np.array_equal(state[name], want), name
+
+
+def test_als_rebuild_solves_the_lost_user_rows_from_the_item_factors():
+    model = make_model("mf", {"rank": 3, "l2": 0.1})
+    data = model.prepare(low_rank_ratings())
+    base = run_baseline(model, data, seed=0, max_iters=15, tol=0.01)
+    state = base.state_at(3)
+    lost = {"U": np.arange(data.n_users) % 4 == 0, "V": np.zeros(data.n_items, dtype=bool)}
+    state["U"][lost["U"]] = 0.0
+    model.rebuild(state, data, lost)
+    # The first half of sweep 4 solves every U row from V at 3: the rebuilt rows are those.
+    after = base.state_at(3)
+    model.step(after, data, iteration_rng(0, 4))
+    np.testing.assert_allclose(state["U"][lost["U"]], after["U"][lost["U"]], rtol=1e-10)
+    assert np.array_equal(state["U"][~lost["U"]], base.state_at(3)["U"][~lost["U"]])

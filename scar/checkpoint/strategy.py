@@ -37,6 +37,12 @@ class Strategy:
             raise ValueError(f"strategy {self.name!r} checkpoints in full: r is always 1, got {self.r}")
 
     @property
+    def whole_job(self) -> bool:
+        """Whether recovery restarts the whole job from a full checkpoint (traditional): its full
+        saves then hold the workers' state and counters too, and their bytes count."""
+        return self.recovery == "full"
+
+    @property
     def fractional(self) -> bool:
         """Whether the checkpoint policy takes a fraction r (everything but ``full``)."""
         return self.checkpoint != "full"
@@ -64,6 +70,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("full_partial", "full", "partial"),
         Strategy("round_robin_partial", "round_robin", "partial"),
         Strategy("random_partial", "random", "partial"),
+        Strategy("rebuild", "priority", "rebuild"),
     )
 }
 

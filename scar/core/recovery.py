@@ -1,7 +1,14 @@
 """Recovery policies: what the server parameters are after a failure (docs/design.md §5).
 
-``full`` recovery (traditional) rolls every block back to its saved value; ``partial`` recovery
-(SCAR) gives only the lost blocks their saved values and keeps the survivors' current values.
+- ``full`` (traditional): the whole job restarts from its last full checkpoint: every server
+  block, the workers' state, the optimizer state and the counters go back to their values at
+  that save, and the iterations since are replayed (the engine's ``rollback``);
+- ``partial`` (SCAR): only the lost blocks get their saved values; the survivors (other server
+  nodes and every worker) keep their current state;
+- ``rebuild``: as ``partial``, then the model reconstructs whatever lost rows it can from the
+  rest of the state (LDA's counts from the assignments; ALS's user rows from the item factors):
+  the reference of a system that knows its model.
+
 Which checkpoint policy feeds a recovery is a strategy (:mod:`scar.checkpoint.strategy`).
 """
 
@@ -12,8 +19,8 @@ from typing import Literal
 
 import numpy as np
 
-RecoveryPolicy = Literal["full", "partial"]
-RECOVERY_POLICIES: tuple[str, ...] = ("full", "partial")
+RecoveryPolicy = Literal["full", "partial", "rebuild"]
+RECOVERY_POLICIES: tuple[str, ...] = ("full", "partial", "rebuild")
 
 
 def check_recovery_policy(policy: str) -> RecoveryPolicy:
@@ -25,7 +32,7 @@ def check_recovery_policy(policy: str) -> RecoveryPolicy:
 
 def restored_rows(policy: RecoveryPolicy, lost_rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Boolean row mask per array of the rows a recovery writes from the checkpoint: every row
-    for ``full``, the lost rows for ``partial``."""
+    for ``full``, the lost rows for ``partial`` and ``rebuild``."""
     check_recovery_policy(policy)
     if policy == "full":
         return {n: np.ones(np.shape(m)[0], dtype=bool) for n, m in lost_rows.items()}
@@ -42,7 +49,8 @@ def recover(
 
     Parameters
     ----------
-    policy : ``"full"`` or ``"partial"``.
+    policy : ``"full"``, ``"partial"`` or ``"rebuild"`` (whose server rows from the checkpoint
+        are those of ``partial``; the model's reconstruction comes after).
     current : the parameters at the failure (the survivors' values; lost rows are garbage).
     saved : the checkpoint image's values (every row's value at its last save).
     lost_rows : boolean row mask per array, true for blocks on failed nodes.

@@ -13,7 +13,8 @@ Call order::
     engine.objective()                     # any time
     engine.server_state()                  # the server-held arrays (read-only views)
     engine.kill(lost_rows)                 # server rows held by failed nodes are gone
-    engine.restore(policy, saved, lost_rows)  # write saved rows back, then the model resyncs
+    engine.restore(policy, saved, lost_rows)  # partial/rebuild: write saved rows back, resync
+    engine.rollback(state, iteration)      # full: the whole job restarts from its checkpoint
 """
 
 from __future__ import annotations
@@ -92,16 +93,33 @@ class Engine(ABC):
         mine = self.state()
         return all(np.array_equal(mine[n], other[n]) for n in mine)
 
+    @abstractmethod
+    def rebuild(self, lost_rows: Mapping[str, np.ndarray]) -> None:
+        """Let the model reconstruct the lost rows it can from the rest of the live state (the
+        model's ``rebuild``)."""
+
     def restore(
         self, policy: RecoveryPolicy, saved: Mapping[str, np.ndarray], lost_rows: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Recover from a failure of ``lost_rows``: ``full`` writes every server row from
-        ``saved`` (the checkpoint image), ``partial`` only the lost ones; then :meth:`resync`.
-        Returns the row masks written."""
+        """Recover from a failure of ``lost_rows`` without stopping the job: ``partial`` writes the
+        lost rows from ``saved`` (the checkpoint image), ``rebuild`` does so and then lets the
+        model reconstruct what it can; then :meth:`resync`. Returns the row masks written.
+
+        A ``full`` recovery restarts the whole job instead: :meth:`rollback`."""
+        if policy == "full":
+            raise ValueError("a full recovery restarts the whole job from its checkpoint: use rollback(state, iteration)")
         rows = restored_rows(policy, lost_rows)
         self.write_server_rows(saved, rows)
+        if policy == "rebuild":
+            self.rebuild(lost_rows)
         self.resync(rows)
         return rows
+
+    def rollback(self, state: Mapping[str, np.ndarray], iteration: int) -> None:
+        """Restart the whole job from a full checkpoint: ``state`` (server rows, worker state,
+        optimizer state, counters) as saved after ``iteration``; the next step replays
+        ``iteration + 1`` with its own stream."""
+        self.load(state, iteration)
 
 
 class InProcessEngine(Engine):
@@ -157,6 +175,9 @@ class InProcessEngine(Engine):
 
     def resync(self, rows):
         self.model.after_recovery(self._state, self.data, rows)
+
+    def rebuild(self, lost_rows):
+        self.model.rebuild(self._state, self.data, lost_rows)
 
     def same_state_as(self, other):
         # No copy: compare the live arrays in place.

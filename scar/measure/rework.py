@@ -68,8 +68,10 @@ def run_until_target(engine: Engine, *, target: float, limits: RunLimits) -> Rec
 class Rework:
     """The cost of one recovery against the baseline.
 
-    ``rework`` counts whole iterations (``k_pert - K_base``), ``rework_fractional`` the
-    interpolated crossings. A censored run's rework is a lower bound: the cap minus ``K_base``.
+    ``k_pert`` is the number of iterations the run executed until it reached the target (the
+    iterations a rollback lost included); ``rework`` counts whole iterations (``k_pert -
+    K_base``), ``rework_fractional`` the interpolated crossings. A censored run's rework is a
+    lower bound: the cap (plus the iterations lost) minus ``K_base``.
     """
 
     k_pert: int | None
@@ -92,10 +94,18 @@ class Rework:
         }
 
 
-def measure_rework(engine: Engine, baseline: Baseline, limits: RunLimits) -> Rework:
+def measure_rework(engine: Engine, baseline: Baseline, limits: RunLimits, *, failed_at: int | None = None) -> Rework:
     """The rework of the recovered state the engine holds (the state after ``engine.iteration``,
-    which must be within the baseline's snapshots); advances the engine."""
+    which must be within the baseline's snapshots); advances the engine.
+
+    ``failed_at`` is the iteration the run had reached when it failed, when a rollback restarted
+    it earlier (default: where the engine stands): the iterations between are lost and count
+    as rework, ``failed_at - engine.iteration`` of them.
+    """
     T = engine.iteration
+    lost = 0 if failed_at is None else failed_at - T
+    if lost < 0:
+        raise ValueError(f"the run failed at iteration {failed_at} but restarts later, at {T}")
     if engine.same_state_as({n: a[T] for n, a in baseline.snapshots.items()}):
         # Same state and same random stream: the run is the baseline's, bit for bit.
         k, k_frac, reason = baseline.k_base, baseline.k_base_fractional, ""
@@ -103,6 +113,6 @@ def measure_rework(engine: Engine, baseline: Baseline, limits: RunLimits) -> Rew
         run = run_until_target(engine, target=baseline.target, limits=limits)
         k, k_frac, reason = run.k_reached, run.k_fractional, run.censor_reason
     if k is None:
-        return Rework(None, limits.cap - baseline.k_base, limits.cap - baseline.k_base_fractional, reason)
+        return Rework(None, lost + limits.cap - baseline.k_base, lost + limits.cap - baseline.k_base_fractional, reason)
     assert k_frac is not None
-    return Rework(k, k - baseline.k_base, k_frac - baseline.k_base_fractional, reason)
+    return Rework(lost + k, lost + k - baseline.k_base, lost + k_frac - baseline.k_base_fractional, reason)

@@ -102,6 +102,12 @@ class Baseline:
             raise ValueError(f"snapshots cover iterations 0..{self.k_base}, asked for {k}")
         return {n: np.array(a[k], copy=True) for n, a in self.snapshots.items()}
 
+    @property
+    def worker_state_bytes(self) -> int:
+        """Bytes of one copy of the state outside the server arrays (worker state, counters):
+        what a whole-job checkpoint writes on top of the server rows."""
+        return int(sum(a[0].nbytes for n, a in self.snapshots.items() if n not in self.server_params))
+
     def server_state_at(self, k: int) -> State:
         """Views of the server parameters after iteration ``k`` (do not modify)."""
         return {n: self.snapshots[n][k] for n in self.server_params}

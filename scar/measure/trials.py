@@ -161,6 +161,14 @@ def _replay(policy: CheckpointPolicy, baseline: Baseline, until: int) -> Checkpo
     return checkpointer
 
 
+def _full_save_iteration(image: Checkpoint) -> int:
+    """The iteration of a full checkpoint (every row saved together)."""
+    its = np.unique(np.concatenate(list(image.saved_at.values())))
+    if its.size != 1:
+        raise ValueError(f"a whole-job restart needs a full checkpoint; rows were saved at iterations {its.tolist()}")
+    return int(its[0])
+
+
 def run_trial(
     model: Model,
     data: Any,
@@ -186,21 +194,33 @@ def run_trial(
     fit = baseline.contraction
     # The checkpoint each policy holds at the failure (saves of iterations < T), replayed once
     # per policy: strategies that share a policy share its checkpoint.
-    replayed: dict[tuple[str, float], tuple[Checkpoint, int]] = {}
+    replayed: dict[tuple[str, float], tuple[Checkpoint, int, int]] = {}
+    worker_bytes = baseline.worker_state_bytes
     rows = []
     for strategy in settings.strategies:
+        if strategy.recovery == "rebuild" and not model.rebuilds:
+            continue  # nothing to rebuild: it would be the partial recovery of its policy
         key = (strategy.checkpoint, strategy.r)
         if key not in replayed:
             ckpt = _replay(settings.policy(strategy), baseline, T)
             assert ckpt.image is not None
-            replayed[key] = (ckpt.image, ckpt.bytes_written)
-        image, nbytes = replayed[key]
-        # The perturbation is what the recovery writes, before the model resyncs its state.
+            replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.n_saves)
+        image, nbytes, n_saves = replayed[key]
+        # The perturbation is what the recovery writes into the server, before any resync.
         delta = params_distance(recover(strategy.recovery, x_T, image.values, lost_rows), x_T, baseline.server_params)
-        engine.load(baseline.state_at(T), T)
-        engine.kill(lost_rows)
-        engine.restore(strategy.recovery, image.values, lost_rows)
-        outcome = measure_rework(engine, baseline, limits)
+        if strategy.whole_job:
+            # A restart of the whole job from its last full save s: its full saves held the
+            # workers' state and counters too (their bytes count), and iterations s+1..T replay.
+            s = _full_save_iteration(image)
+            job = baseline.state_at(s)
+            assert all(np.array_equal(job[n], image.values[n]) for n in baseline.server_params)
+            nbytes += n_saves * worker_bytes
+            engine.rollback(job, s)
+        else:
+            engine.load(baseline.state_at(T), T)
+            engine.kill(lost_rows)
+            engine.restore(strategy.recovery, image.values, lost_rows)
+        outcome = measure_rework(engine, baseline, limits, failed_at=T)
         stale = np.concatenate([T - image.saved_at[n] for n in layout.names])[lost_mask]
         rows.append(
             {

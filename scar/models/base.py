@@ -28,6 +28,7 @@ class Model(ABC):
         for k in 1, 2, ...:                      # one iteration each, see `iteration`
             model.step(state, data, rng_k)       # in place; rng_k is the k-th common random stream
             model.objective(state, data)         # any time; lower is better
+        model.rebuild(state, data, lost)         # for the rebuild recovery, after the restore
         model.after_recovery(state, data, lost)  # once after a recovery, before the next step
 
     ``step`` must draw all its randomness from ``rng_k``: the evaluation relies on common random
@@ -42,6 +43,11 @@ class Model(ABC):
     objective_name: ClassVar[str] = "objective"
     #: State entries held by the parameter server (2D arrays, blocks = rows).
     server_params: ClassVar[tuple[str, ...]]
+    #: Whether ``step`` draws from its random stream (SGD, Gibbs sampling): such an experiment
+    #: gets several baseline seeds, and its rework has a noise floor.
+    stochastic: ClassVar[bool] = False
+    #: Server arrays whose lost rows :meth:`rebuild` reconstructs from the rest of the state.
+    rebuilds: ClassVar[tuple[str, ...]] = ()
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters, as given to the constructor."""
@@ -70,6 +76,11 @@ class Model(ABC):
     @abstractmethod
     def objective(self, state: State, data: Any) -> float:
         """Training objective (lower is better) at ``state``."""
+
+    def rebuild(self, state: State, data: Any, lost_rows: Mapping[str, np.ndarray]) -> None:
+        """Reconstruct the lost rows of the arrays in :attr:`rebuilds` from the rest of the state
+        (worker state, surviving rows), in place; called after the lost rows were restored from
+        a checkpoint, so arrays it cannot rebuild keep their restored values. Default: none."""
 
     def after_recovery(self, state: State, data: Any, lost_rows: Mapping[str, np.ndarray]) -> None:
         """Make worker state consistent with restored server blocks. Default: nothing to do."""

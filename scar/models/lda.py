@@ -13,10 +13,12 @@ Parameter server and workers (docs/design.md §5): the server holds the word-top
 
 After a recovery the restored rows are stale: they no longer count the current assignments.
 Our choice, as parameter-server LDA systems do it (Yahoo! LDA, LightLDA): the sampler goes on
-with the server's counts, applying its increments and decrements to them, and a count that
-would go negative is held at zero (the clipping is counted in ``clipped``); every
-``resync_every`` sweeps the server table is rebuilt from the workers' assignments, which
-removes whatever inconsistency is left. Between a recovery and the next resync the sampler
+with the server's counts, applying each token's move (a decrement of its old topic, an
+increment of its new one) to them; a move whose decrement finds the count already at zero is
+not applied to the table at all (it is counted in ``clipped``), so the table never gains
+phantom counts and ``topic_total`` stays its column sums. Every ``resync_every`` sweeps the
+server table is rebuilt from the workers' assignments, which removes whatever inconsistency is
+left. Between a recovery and the next resync the sampler
 draws from perturbed conditionals: that, and the assignments it moves, is the rework a
 failure causes. ``resync_every = 0`` never resyncs (the offset then persists; the chain still
 stays valid because counts used as probabilities are never negative).
@@ -49,8 +51,9 @@ class _Corpus:
 
 @numba.njit(cache=True)
 def gibbs_sweep(doc, word, z, doc_topic, word_topic, topic_total, uniforms, alpha, beta):  # pragma: no cover - compiled
-    """One collapsed-Gibbs sweep over all tokens, in place; returns how many decrements of a
-    server count were clipped at zero. ``uniforms`` holds one U(0, 1) draw per token."""
+    """One collapsed-Gibbs sweep over all tokens, in place; returns how many tokens found no
+    count of theirs in the (stale) server table and so moved only in the workers' state.
+    ``uniforms`` holds one U(0, 1) draw per token."""
     n_topics = topic_total.shape[0]
     v_beta = beta * word_topic.shape[0]
     cumulative = np.empty(n_topics)
@@ -58,11 +61,12 @@ def gibbs_sweep(doc, word, z, doc_topic, word_topic, topic_total, uniforms, alph
     for i in range(word.shape[0]):
         d, w, old = doc[i], word[i], z[i]
         doc_topic[d, old] -= 1
-        if word_topic[w, old] > 0:
+        # A stale table may hold no count for this token's (word, topic): then the move is not
+        # applied to the table at all (neither the decrement nor the increment), so it never
+        # gains counts it should not have and topic_total stays its column sums.
+        counted = word_topic[w, old] > 0
+        if counted:
             word_topic[w, old] -= 1
-        else:
-            clipped += 1
-        if topic_total[old] > 0:
             topic_total[old] -= 1
         else:
             clipped += 1
@@ -81,8 +85,9 @@ def gibbs_sweep(doc, word, z, doc_topic, word_topic, topic_total, uniforms, alph
                 lo = mid + 1
         z[i] = lo
         doc_topic[d, lo] += 1
-        word_topic[w, lo] += 1
-        topic_total[lo] += 1
+        if counted:
+            word_topic[w, lo] += 1
+            topic_total[lo] += 1
     return clipped
 
 
@@ -108,6 +113,8 @@ class LDA(Model):
     iteration = "one collapsed-Gibbs sweep over all tokens"
     objective_name = "minus log p(w, z) per token"
     server_params = ("word_topic",)
+    stochastic = True
+    rebuilds = ("word_topic",)
 
     def __init__(self, n_topics: int = 20, alpha: float = 0.1, beta: float = 0.01, resync_every: int = 10) -> None:
         self.n_topics = n_topics
@@ -166,6 +173,15 @@ class LDA(Model):
     def resync(self, state: State, data: _Corpus) -> None:
         """Rebuild the server's counts from the workers' assignments."""
         state["word_topic"][:] = _counts(state["z"], data.word, data.n_words, self.n_topics)
+        state["topic_total"][:] = state["word_topic"].sum(axis=0)
+
+    def rebuild(self, state: State, data: _Corpus, lost_rows) -> None:
+        # The server's table is a function of the workers' assignments: the lost words' counts
+        # are recounted from z exactly (a system that knows its model needs no checkpoint here).
+        lost = np.asarray(lost_rows["word_topic"], dtype=bool)
+        keep = lost[data.word]
+        recount = _counts(state["z"][keep], data.word[keep], data.n_words, self.n_topics)
+        state["word_topic"][lost] = recount[lost]
         state["topic_total"][:] = state["word_topic"].sum(axis=0)
 
     def after_recovery(self, state: State, data: _Corpus, lost_rows) -> None:

@@ -48,6 +48,7 @@ class LogisticRegression(Model):
     iteration = "one epoch of minibatch SGD over the training set"
     objective_name = "cross-entropy + L2"
     server_params = ("W",)
+    stochastic = True
 
     def __init__(
         self,

@@ -88,6 +88,7 @@ class MatrixFactorization(Model):
     iteration = "one ALS sweep: all user rows, then all item rows, solved exactly"
     objective_name = "regularised squared error per rating"
     server_params = ("U", "V")
+    rebuilds = ("U",)
 
     def __init__(self, rank: int = 10, l2: float = 0.05, init_scale: float = 0.1) -> None:
         self.rank = rank
@@ -128,6 +129,15 @@ class MatrixFactorization(Model):
             "U": self.init_scale * rng.standard_normal((data.n_users, self.rank)),
             "V": self.init_scale * rng.standard_normal((data.n_items, self.rank)),
         }
+
+    def rebuild(self, state: State, data: _Ratings, lost_rows) -> None:
+        # A user's row is one solve away from the item factors (the first half of a sweep);
+        # the lost item rows keep their restored values.
+        lost = np.asarray(lost_rows["U"], dtype=bool)
+        if lost.any():
+            solved = np.empty_like(state["U"])
+            _solve_rows(*data.by_user, state["V"], float(self.l2), solved)
+            state["U"][lost] = solved[lost]
 
     def step(self, state: State, data: _Ratings, rng: np.random.Generator) -> None:
         # ALS is deterministic: rng is not used.

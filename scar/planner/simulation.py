@@ -3,12 +3,13 @@
 A run trains the model from ``x_0`` with a checkpoint policy and, after every iteration, may
 fail: failures arrive as a seeded Poisson process with a mean of ``mtbf`` iterations between
 them (a geometric number of iterations, each with probability ``1 - exp(-1 / mtbf)``). A
-failure loses a random ``fraction`` of the server nodes; the strategy's recovery restores from
-the checkpoint the policy holds (its saves before that iteration), the model's
-``after_recovery`` is called, and training goes on with iteration ``k + 1``'s random stream
-until the objective reaches the baseline's target. Its cost is
+failure loses a random ``fraction`` of the server nodes. A partial strategy restores the lost
+rows from the checkpoint its policy holds (its saves before that iteration), the model resyncs,
+and training goes on with iteration ``k + 1``'s random stream; traditional recovery restarts
+the whole job from its last full save ``s`` (server rows, workers' state, counters) and replays
+``s + 1, s + 2, ...``. A run ends when the objective reaches the baseline's target. Its cost is
 
-    iterations x time per iteration + bytes written x write cost + bytes restored x read cost
+    iterations executed x time per iteration + bytes written x write cost + bytes restored x read cost
 
 (the full save at iteration 0, the same for every strategy, is not counted).
 """
@@ -70,28 +71,43 @@ def simulate_run(
     p = -math.expm1(-1.0 / inputs.mtbf_iterations)
     next_failure = int(rng.geometric(p))
     cap = settings.cap(baseline.k_base)
-    k, n_failures, restored_bytes = 0, 0, 0.0
+    # A whole-job strategy restarts from its last full save: keep the job's state there (server
+    # rows, workers' state, counters), as its full checkpoint holds it.
+    job, job_at = (engine.state(), 0) if strategy.whole_job else (None, 0)
+    worker_bytes = baseline.worker_state_bytes if strategy.whole_job else 0
+    executed, n_failures, restored_bytes, job_bytes = 0, 0, 0.0, 0
     failed_at: list[int] = []
     norms: list[float] = []
     loss = engine.objective()
-    while loss > baseline.target and k < cap:
+    while loss > baseline.target and executed < cap:
         k = engine.step()
-        if k == next_failure:
+        executed += 1
+        if executed == next_failure:
             nodes = np.array(sample_failed_nodes(settings.n_nodes, inputs.failure_fraction, rng))
             lost_rows = layout.row_masks(np.isin(node_of_block, nodes))
             assert ckpt.image is not None
             current = {n: np.array(a, copy=True) for n, a in engine.server_state().items()}
+            failed_at.append(k)
+            n_failures += 1
+            next_failure = executed + int(rng.geometric(p))
+            if job is not None:
+                engine.rollback(job, job_at)
+                norms.append(params_distance(engine.server_state(), current, names))
+                restored_bytes += float(sum(a.nbytes for a in current.values()) + worker_bytes)
+                loss = engine.objective()
+                continue  # back at the last save: nothing new to save
             engine.kill(lost_rows)
             rows = engine.restore(strategy.recovery, ckpt.image.values, lost_rows)
-            failed_at.append(k)
             norms.append(params_distance(engine.server_state(), current, names))
             restored_bytes += sum(float(current[n][rows[n]].nbytes) for n in names)
-            n_failures += 1
-            next_failure = k + int(rng.geometric(p))
-        ckpt.after_iteration(k, engine.server_state())
+        if ckpt.after_iteration(k, engine.server_state()) and job is not None:
+            job, job_at = engine.state(), k
+            job_bytes += worker_bytes
         loss = engine.objective()
-    written = ckpt.bytes_written - initial_bytes
-    cost = k * inputs.seconds_per_iteration + written * inputs.write_seconds_per_byte + restored_bytes * inputs.restore_per_byte
+    written = ckpt.bytes_written - initial_bytes + job_bytes
+    cost = (
+        executed * inputs.seconds_per_iteration + written * inputs.write_seconds_per_byte + restored_bytes * inputs.restore_per_byte
+    )
     return SimulatedRun(
-        k, bool(loss > baseline.target), n_failures, int(written), restored_bytes, cost, tuple(failed_at), tuple(norms)
+        executed, bool(loss > baseline.target), n_failures, int(written), restored_bytes, cost, tuple(failed_at), tuple(norms)
     )
