@@ -58,7 +58,7 @@ def _trials() -> pd.DataFrame:
                     model="m", dataset="d", dataset_label="d", data_source="embedded", strategy=strategy,
                     checkpoint_policy=ckpt, recovery_policy=rec, failure_fraction=0.25, r=r, C=8, trial=trial,
                     rework=rework, rework_fractional=rework - 0.5, censored=False, perturbation_norm=0.1 * rework,
-                    bound=rework + 1.0, checkpoint_bytes=nbytes,
+                    bound=rework + 1.0, checkpoint_bytes=nbytes, seed=0,
                 )
             )  # fmt: skip
     return pd.DataFrame(rows)
@@ -90,9 +90,12 @@ def test_headline_has_one_row_per_fraction_with_both_reworks():
     table = headline(summarize(_trials()))
     assert len(table) == 1
     row = table.iloc[0]
-    assert row["rework_mean_traditional"] == pytest.approx(5.0)
-    assert row["rework_mean_scar"] == pytest.approx(1.0)
-    assert row["reduction"] == pytest.approx(0.8)
+    # The headline is on the interpolated measure; _whole columns count whole iterations.
+    assert row["rework_mean_traditional"] == pytest.approx(4.5)
+    assert row["rework_mean_scar"] == pytest.approx(0.5)
+    assert row["reduction"] == pytest.approx(1 - 0.5 / 4.5)
+    assert row["rework_mean_traditional_whole"] == pytest.approx(5.0)
+    assert row["reduction_whole"] == pytest.approx(0.8)
 
 
 def test_results_table_has_every_strategy_and_scars_reduction():
@@ -113,3 +116,30 @@ def test_results_table_has_every_strategy_and_scars_reduction():
 def test_markdown_table_has_a_header_rule_and_one_line_per_row():
     text = markdown_table(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2 | y |"]
+
+
+def test_intervals_over_several_baselines_hold_the_variation_between_them():
+    # Two baselines whose trials differ by a constant offset: within each the spread is small,
+    # between them large. The two-stage bootstrap must see it; a pooled t-interval on the
+    # cluster-free trials cannot tell.
+    rng = np.random.default_rng(3)
+    values = np.concatenate([5 + 0.1 * rng.standard_normal(10), 9 + 0.1 * rng.standard_normal(10)])
+    clusters = np.repeat([0, 1], 10)
+    _, lo_c, hi_c = mean_ci(values, clusters=clusters, n_boot=4000)
+    _, lo_t, hi_t = mean_ci(values)
+    assert hi_c - lo_c > 1.3 * (hi_t - lo_t)
+    assert lo_c < values.mean() < hi_c
+    ref = values + 4.0
+    point, lo, hi = paired_reduction(values, ref, clusters=clusters, n_boot=4000)
+    assert lo < point < hi
+
+
+def test_cells_of_equal_trials_are_flagged_not_given_a_zero_width_interval():
+    from scar.report.analysis import reduction_cell, rework_cell, zero_count_bound
+
+    assert zero_count_bound(20) == pytest.approx(1 - 0.05 ** (1 / 20))
+    assert rework_cell(0.0, 0.0, 0.0, 20) == "0.00 (all 20 zero; P(rework > 0) < 14%)"
+    assert rework_cell(2.0, 2.0, 2.0, 5) == "2.00 (all 5 equal)"
+    assert rework_cell(4.8, 4.1, 5.5, 20) == "4.80 [4.10, 5.50]"
+    assert reduction_cell(1.0, 1.0, 1.0, 20) == "100% (all 20 pairs alike: no interval)"
+    assert reduction_cell(np.nan, np.nan, np.nan, 20) == "n/a (no rework)"

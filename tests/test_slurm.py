@@ -90,13 +90,13 @@ def test_tiny_config_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_pat
     # Every submitted job ran inside its own SLURM job; the local rules did not.
     logs = on_slurm / "results" / "logs"
     trials = scar_config.trial_table(tiny_config)
-    experiments = trials.drop_duplicates(["model", "dataset"])
+    baselines = trials.drop_duplicates(["model", "dataset", "baseline_seed"])
     cluster_logs = [
         *(logs / "prepare_dataset" / f"{d}.log" for d in tiny_config["datasets"]),
-        *(logs / "train_baseline" / m / f"{d}.log" for m, d in zip(experiments.model, experiments.dataset)),
+        *(logs / "train_baseline" / r.model / r.dataset / f"seed{r.baseline_seed}.log" for r in baselines.itertuples()),
         *(
-            logs / "run_trials" / r.model / r.dataset / f"batch{r.batch}.log"
-            for r in trials.drop_duplicates(["model", "dataset", "batch"]).itertuples()
+            logs / "run_trials" / r.model / r.dataset / f"seed{r.baseline_seed}" / f"batch{r.batch}.log"
+            for r in trials.drop_duplicates(["model", "dataset", "baseline_seed", "batch"]).itertuples()
         ),
     ]
     ids = [_slurm_ids(p) for p in cluster_logs]

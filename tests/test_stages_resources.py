@@ -34,16 +34,20 @@ def test_batches_partition_each_experiments_trials(default_config, size):
     table = scar_config.trial_table(cfg)
     unbatched = scar_config.trial_table(_with_batch(cfg, 1))
     # The same trials whatever the batch size; only the job they run in differs.
-    cols = ["model", "dataset", "fraction", "trial", "position", "seed"]
+    cols = ["model", "dataset", "baseline_seed", "fraction", "trial", "position", "seed"]
     pd.testing.assert_frame_equal(table[cols], unbatched[cols])
     per_exp = len(cfg["failures"]["fractions"]) * cfg["failures"]["n_trials"]
-    for _, rows in table.groupby(["model", "dataset"]):
-        sizes = rows.groupby("batch").size()
-        assert list(sizes.index) == list(range(len(sizes)))  # batches 0..n-1
-        assert (sizes.iloc[:-1] == size).all() and 1 <= sizes.iloc[-1] <= size
-        assert sizes.sum() == per_exp
-    # A batch never mixes experiments (the rule stays model-agnostic).
-    assert (table.groupby(["model", "dataset", "batch"])[["model", "dataset"]].nunique() == 1).all().all()
+    for (model, _), rows in table.groupby(["model", "dataset"]):
+        assert len(rows) == per_exp
+        # Stochastic experiments spread their positions over baseline.seeds baselines, every
+        # fraction of a position on the same one; deterministic ones have one baseline.
+        n_seeds = cfg["baseline"]["seeds"] if model in ("mlr", "lda") else 1
+        assert sorted(set(rows["baseline_seed"])) == [cfg["seed"] + j for j in range(n_seeds)]
+        assert (rows.groupby("trial")["baseline_seed"].nunique() == 1).all()
+        for _, one in rows.groupby("baseline_seed"):
+            sizes = one.groupby("batch").size()
+            assert list(sizes.index) == list(range(len(sizes)))  # batches 0..n-1
+            assert (sizes.iloc[:-1] == size).all() and 1 <= sizes.iloc[-1] <= size
 
 
 def test_batch_size_defaults_and_is_checked(default_config):
@@ -82,5 +86,7 @@ def test_dry_run_shows_batched_jobs(tmp_path, tiny_config):
     proc = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    assert "results/trials/mlr/mnist/batch0.csv" in out and "results/trials/mlr/mnist/batch1.csv" in out
+    # 2 positions x 2 fractions, one position per baseline seed: batches of 2 per seed.
+    assert "results/trials/mlr/mnist/seed1/batch0.csv" in out and "results/trials/mlr/mnist/seed2/batch0.csv" in out
+    assert "results/trials/mf/jester/seed1/batch1.csv" in out and "results/trials/mf/jester/seed2" not in out
     assert "batch2.csv" not in out

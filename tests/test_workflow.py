@@ -35,7 +35,7 @@ TABLES = (
 )
 TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
 TINY_TRIALS = scar_config.trial_table(TINY)
-TINY_BATCHES = len(TINY_TRIALS.drop_duplicates(["model", "dataset", "batch"]))
+TINY_BATCHES = len(TINY_TRIALS.drop_duplicates(["model", "dataset", "baseline_seed", "batch"]))
 FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "baselines", "perturbations", "planner_validation")
 
 
@@ -171,9 +171,11 @@ def test_paper_config_dry_run_builds_its_dag(tmp_path):
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = _jobs(proc.stdout + proc.stderr)
-    # 3 models x 2 datasets x 100 positions x 3 fractions, in batches of failures.batch_size.
-    size = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["failures"]["batch_size"]
-    assert jobs["run_trials"] == 6 * math.ceil(100 * 3 / size)
-    assert jobs["train_baseline"] == 6
+    # 3 models x 2 datasets x 100 positions x 3 fractions, in batches of failures.batch_size per
+    # baseline: the 4 stochastic experiments have baseline.seeds baselines (20 positions each).
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    size, seeds = paper["failures"]["batch_size"], paper["baseline"]["seeds"]
+    assert jobs["run_trials"] == 2 * math.ceil(100 * 3 / size) + 4 * seeds * math.ceil(100 // seeds * 3 / size)
+    assert jobs["train_baseline"] == 2 + 4 * seeds
     print(f"paper config dry run: {elapsed:.1f}s for {jobs['total']} jobs")
     assert elapsed < 60, f"the paper config's DAG took {elapsed:.0f}s to build (limit 60s)"

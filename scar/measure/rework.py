@@ -116,3 +116,28 @@ def measure_rework(engine: Engine, baseline: Baseline, limits: RunLimits, *, fai
         return Rework(None, lost + limits.cap - baseline.k_base, lost + limits.cap - baseline.k_base_fractional, reason)
     assert k_frac is not None
     return Rework(lost + k, lost + k - baseline.k_base, lost + k_frac - baseline.k_base_fractional, reason)
+
+
+#: Where the noise floor is measured, as fractions of ``K_base``.
+FRESH_STREAM_POSITIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def fresh_stream_offsets(engine: Engine, baseline: Baseline, limits: RunLimits, *, other_seed: int) -> list[float]:
+    """The noise floor of rework: the interpolated rework of the *unperturbed* state after
+    iteration ``T`` continued with another random stream (``engine``'s seed, ``other_seed``,
+    which must differ from the baseline's), at each of :data:`FRESH_STREAM_POSITIONS`.
+
+    A recovery that decorrelates a stochastic chain from its baseline inherits this offset (it
+    is the luck of a fresh draw, not the perturbation); a deterministic model's is 0.
+    """
+    if other_seed == baseline.seed:
+        raise ValueError("the fresh stream needs a seed other than the baseline's")
+    out = []
+    for u in FRESH_STREAM_POSITIONS:
+        T = min(max(1, int(u * baseline.k_base)), baseline.k_base - 1)
+        engine.load(baseline.state_at(T), T)
+        run = run_until_target(engine, target=baseline.target, limits=limits)
+        end = limits.cap if run.censored else run.k_fractional
+        assert end is not None
+        out.append(float(end - baseline.k_base_fractional))
+    return out

@@ -15,8 +15,9 @@ What is a bound and what is an estimate:
 
 - ``expected_rework`` is the worst-case bound ``log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))``
   evaluated at an *estimate* of the perturbation each strategy causes, averaged over failure
-  iterations ``T`` uniform in the run. For full recovery (a rollback to a point the run went
-  through ``s`` iterations ago) it is capped at ``s``: re-running those iterations recovers. The
+  iterations ``T`` uniform in the run, for the partial strategies. Traditional recovery restarts
+  the whole job from its last full save ``s`` and replays the iterations since exactly, so its
+  rework is the staleness ``T - s`` itself (what the failure trials measure), not a bound. The
   bound is an upper bound only for a deterministic update with a constant rate ``c``; for a
   stochastic one and an estimated ``c`` the result is an estimate.
 - The perturbation norm comes from the baseline trajectory when one is given
@@ -161,10 +162,13 @@ def score(inputs: PlanInputs, movement: Movement, strategy: Strategy, interval: 
     d2, stale = movement.delta_squared(strategy, interval, inputs.failure_fraction)
     T = np.arange(1, d2.size + 1)
     norms = np.sqrt(d2)
-    bounds = np.array([iteration_cost_bound(n, int(t), inputs.c, inputs.initial_distance) for n, t in zip(norms, T)])
-    if s.recovery == "full" and s.checkpoint == "full":
-        bounds = np.minimum(bounds, stale)
-    rework = float(bounds.mean())
+    if s.whole_job:
+        # A whole-job restart replays the iterations since its save exactly: its rework is that
+        # staleness, as the failure trials measure it, not a bound.
+        rework = float(np.mean(stale))
+    else:
+        bounds = [iteration_cost_bound(n, int(t), inputs.c, inputs.initial_distance) for n, t in zip(norms, T)]
+        rework = float(np.mean(bounds))
     restored = inputs.model_bytes * (1.0 if s.recovery == "full" else inputs.failure_fraction)
     checkpoint = inputs.checkpoint_seconds / interval
     failure = (rework * inputs.seconds_per_iteration + restored * inputs.restore_per_byte) / inputs.mtbf_iterations

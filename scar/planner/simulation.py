@@ -106,7 +106,9 @@ def simulate_run(
         loss = engine.objective()
     written = ckpt.bytes_written - initial_bytes + job_bytes
     cost = (
-        executed * inputs.seconds_per_iteration + written * inputs.write_seconds_per_byte + restored_bytes * inputs.restore_per_byte
+        executed * inputs.seconds_per_iteration
+        + written * inputs.write_seconds_per_byte
+        + restored_bytes * inputs.restore_per_byte
     )
     return SimulatedRun(
         executed, bool(loss > baseline.target), n_failures, int(written), restored_bytes, cost, tuple(failed_at), tuple(norms)

@@ -32,12 +32,22 @@ PAIR_COLUMNS: list[str] = ["model", "dataset", "failure_fraction", "trial"]
 BASELINE_STRATEGY = "traditional"
 
 
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval of ``values`` (NaN interval for one value)."""
+def mean_ci(
+    values: np.ndarray, confidence: float = 0.95, *, clusters: np.ndarray | None = None, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean and confidence interval of ``values`` (NaN interval for one value): Student-t, or,
+    with ``clusters`` (the baseline of each value) of more than one value, the percentiles of a
+    two-stage bootstrap (:func:`cluster_bootstrap_means`) that holds the variation between
+    baselines. All values equal give a zero-width interval: :func:`results_table` says so."""
     x = np.asarray(values, dtype=np.float64)
     m = float(x.mean()) if x.size else np.nan
     if x.size < 2:
         return m, np.nan, np.nan
+    if clusters is not None and np.unique(clusters).size > 1:
+        (boots,) = cluster_bootstrap_means((x,), clusters, n_boot=n_boot, seed=seed)
+        alpha = (1.0 - confidence) / 2
+        lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+        return m, float(min(lo, m)), float(max(hi, m))
     sem = float(x.std(ddof=1) / np.sqrt(x.size))
     if sem == 0.0:
         return m, m, m
@@ -45,12 +55,45 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float,
     return m, m - half, m + half
 
 
+def cluster_bootstrap_means(
+    columns: tuple[np.ndarray, ...], clusters: np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, ...]:
+    """Means of each of ``columns`` (paired: the same rows) over ``n_boot`` two-stage bootstrap
+    resamples: clusters (baselines) drawn with replacement, then rows within each drawn cluster.
+    The spread of these means holds the variation between clusters as well as within them."""
+    clusters = np.asarray(clusters)
+    ids = np.unique(clusters)
+    members = [np.flatnonzero(clusters == c) for c in ids]
+    rng = np.random.default_rng(seed)
+    sums = [np.zeros(n_boot) for _ in columns]
+    counts = np.zeros(n_boot)
+    for _ in ids:
+        chosen = rng.integers(0, ids.size, size=n_boot)
+        for c, rows in enumerate(members):
+            draw = np.flatnonzero(chosen == c)
+            if not draw.size:
+                continue
+            idx = rows[rng.integers(0, rows.size, size=(draw.size, rows.size))]
+            for total, col in zip(sums, columns):
+                total[draw] += col[idx].sum(axis=1)
+            counts[draw] += rows.size
+    return tuple(total / counts for total in sums)
+
+
 def paired_reduction(
-    strategy: np.ndarray, reference: np.ndarray, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+    strategy: np.ndarray,
+    reference: np.ndarray,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """``1 - mean(strategy) / mean(reference)`` and its paired percentile-bootstrap interval.
 
-    NaN when the reference's mean rework is zero (nothing to reduce).
+    With ``clusters`` (the baseline of each pair) of more than one value, the bootstrap is
+    two-stage (:func:`cluster_bootstrap_means`), so the interval holds the variation between
+    baselines. NaN when the reference's mean rework is zero (nothing to reduce).
     """
     s = np.asarray(strategy, dtype=np.float64)
     t = np.asarray(reference, dtype=np.float64)
@@ -61,10 +104,13 @@ def paired_reduction(
     point = 1.0 - s.mean() / t.mean()
     if s.size < 2:
         return float(point), np.nan, np.nan
-    idx = np.random.default_rng(seed).integers(0, s.size, size=(n_boot, s.size))
-    ts = t[idx].mean(axis=1)
+    if clusters is not None and np.unique(clusters).size > 1:
+        ss, ts = cluster_bootstrap_means((s, t), clusters, n_boot=n_boot, seed=seed)
+    else:
+        idx = np.random.default_rng(seed).integers(0, s.size, size=(n_boot, s.size))
+        ss, ts = s[idx].mean(axis=1), t[idx].mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        boots = 1.0 - s[idx].mean(axis=1) / ts
+        boots = 1.0 - ss / ts
     boots = boots[np.isfinite(boots)]
     alpha = (1.0 - confidence) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha]) if boots.size else (np.nan, np.nan)
@@ -80,7 +126,7 @@ def summarize(trials: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2
     iterations and interpolated), the reduction against ``traditional`` on the same failures,
     the checkpoint bytes written before the failures relative to ``traditional``, and the
     share of decidable runs where the bound held."""
-    needed = GROUP_COLUMNS + PAIR_COLUMNS + [*MEASURES, "censored", "perturbation_norm", "bound", "checkpoint_bytes"]
+    needed = GROUP_COLUMNS + PAIR_COLUMNS + [*MEASURES, "seed", "censored", "perturbation_norm", "bound", "checkpoint_bytes"]
     missing = sorted(set(needed) - set(trials.columns))
     if missing:
         raise ValueError(f"trial table lacks column(s) {missing}")
@@ -105,14 +151,17 @@ def summarize(trials: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2
         row["checkpoint_bytes_vs_traditional"] = (
             float(g["checkpoint_bytes"].mean() / ref["checkpoint_bytes"].mean()) if paired else np.nan
         )
+        clusters = g["seed"].to_numpy()
+        row["n_baselines"] = int(np.unique(clusters).size)
         for column, suffix in MEASURES.items():
             values = g[column].to_numpy(dtype=np.float64)
-            mean, lo, hi = mean_ci(values, confidence)
+            mean, lo, hi = mean_ci(values, confidence, clusters=clusters, n_boot=n_boot, seed=seed)
             red = (np.nan, np.nan, np.nan)
             if paired:
                 red = paired_reduction(
-                    values, ref[column].to_numpy(dtype=np.float64), confidence=confidence, n_boot=n_boot, seed=seed
-                )
+                    values, ref[column].to_numpy(dtype=np.float64), confidence=confidence, n_boot=n_boot, seed=seed,
+                    clusters=clusters,
+                )  # fmt: skip
             row.update(
                 {
                     f"rework{suffix}_mean": mean,
@@ -130,26 +179,58 @@ def summarize(trials: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2
 
 def headline(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper-style table: SCAR against traditional per model, dataset, failure fraction
-    (and r): the rework of both and the reduction with its interval, in whole iterations and
-    interpolated."""
+    (and r): the rework of both and the reduction with its interval, on the interpolated
+    measure (the columns ending in ``_whole`` count whole iterations)."""
     scar = summary[summary["strategy"] == "scar"]
     keys = ["model", "dataset", "failure_fraction"]
     trad = summary[summary["strategy"] == BASELINE_STRATEGY][[*keys, "rework_mean", "rework_fractional_mean"]]
     merged = scar.merge(trad, on=keys, suffixes=("", "_traditional"))
-    return merged[
-        ["model", "dataset_label", "failure_fraction", "r", "C", "n_trials", "n_censored",
-         "rework_mean_traditional", "rework_mean", "reduction", "reduction_ci_low", "reduction_ci_high",
-         "rework_fractional_mean_traditional", "rework_fractional_mean", "reduction_fractional",
-         "reduction_fractional_ci_low", "reduction_fractional_ci_high", "checkpoint_bytes_vs_traditional"]
-    ].rename(
-        columns={"rework_mean": "rework_mean_scar", "rework_fractional_mean": "rework_fractional_mean_scar",
-                 "dataset_label": "dataset"}
-    )  # fmt: skip
+    names = {
+        "dataset_label": "dataset",
+        "rework_fractional_mean_traditional": "rework_mean_traditional",
+        "rework_fractional_mean": "rework_mean_scar",
+        "reduction_fractional": "reduction",
+        "reduction_fractional_ci_low": "reduction_ci_low",
+        "reduction_fractional_ci_high": "reduction_ci_high",
+        "rework_mean_traditional": "rework_mean_traditional_whole",
+        "rework_mean": "rework_mean_scar_whole",
+        "reduction": "reduction_whole",
+        "reduction_ci_low": "reduction_ci_low_whole",
+        "reduction_ci_high": "reduction_ci_high_whole",
+    }
+    columns = ["model", "dataset_label", "failure_fraction", "r", "C", "n_trials", "n_baselines", "n_censored", *list(names)[1:],
+               "checkpoint_bytes_vs_traditional"]  # fmt: skip
+    return merged[columns].rename(columns=names)
 
 
 def fraction_text(f: float) -> str:
     """``0.25`` as ``"1/4"``: how fractions (of nodes, of blocks) read in tables and figures."""
     return str(Fraction(float(f)).limit_denominator(1000))
+
+
+def zero_count_bound(n: int, confidence: float = 0.95) -> float:
+    """Exact one-sided upper confidence bound on the chance of a nonzero outcome after ``n`` of
+    ``n`` zeros (Clopper-Pearson: ``1 - (1 - confidence)^(1/n)``; about ``3/n`` at 95%)."""
+    return 1.0 - (1.0 - confidence) ** (1.0 / n)
+
+
+def rework_cell(mean: float, lo: float, hi: float, n: int) -> str:
+    """``"4.80 [4.10, 5.50]"``; a cell whose ``n`` trials were all equal says so instead of
+    printing a zero-width interval (twenty equal values do not make a certainty)."""
+    if np.isfinite(lo) and lo == hi:
+        if mean == 0:
+            return f"0.00 (all {n} zero; P(rework > 0) < {zero_count_bound(n):.0%})"
+        return f"{mean:.2f} (all {n} equal)"
+    return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def reduction_cell(red: float, lo: float, hi: float, n: int) -> str:
+    """``"91% [89%, 92%]"``; flagged where every resample gave the same reduction."""
+    if not np.isfinite(red):
+        return "n/a (no rework)"
+    if np.isfinite(lo) and lo == hi:
+        return f"{red:.0%} (all {n} pairs alike: no interval)"
+    return f"{red:.0%} [{lo:.0%}, {hi:.0%}]"
 
 
 def results_table(summary: pd.DataFrame, measure: str = "rework_fractional") -> pd.DataFrame:
@@ -177,12 +258,12 @@ def results_table(summary: pd.DataFrame, measure: str = "rework_fractional") -> 
                     continue
                 e = e.iloc[0]
                 row["trials"] = int(e["n_trials"])
-                row[s] = f"{e[f'{measure}_mean']:.2f} [{e[f'{measure}_ci_low']:.2f}, {e[f'{measure}_ci_high']:.2f}]"
+                row[s] = rework_cell(e[f"{measure}_mean"], e[f"{measure}_ci_low"], e[f"{measure}_ci_high"], int(e["n_trials"]))
             scar = g[(g["strategy"] == "scar") & (g["r"] == r)]
             if len(scar):
                 e = scar.iloc[0]
                 red, lo, hi = (e[f"reduction{suffix}{x}"] for x in ("", "_ci_low", "_ci_high"))
-                row["SCAR reduction"] = f"{red:.0%} [{lo:.0%}, {hi:.0%}]" if np.isfinite(red) else "n/a (no rework)"
+                row["SCAR reduction"] = reduction_cell(red, lo, hi, int(e["n_trials"]))
             rows.append(row)
     return pd.DataFrame(rows)
 

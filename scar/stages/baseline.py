@@ -8,10 +8,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from scar.datasets import Dataset
+from scar.measure.engine import InProcessEngine
+from scar.measure.rework import RunLimits, fresh_stream_offsets
 from scar.measure.trajectory import Baseline, run_baseline
 from scar.measure.trials import TrialSettings
 from scar.models import Model
@@ -55,7 +58,12 @@ def train_baseline(
         baseline = run_baseline(
             model, data, seed=seed, max_iters=max_iters, tol=tol, final_window=final_window, n_boot=n_boot, progress=tick
         )
+        # The noise floor of rework on this baseline: the unperturbed state on another stream.
+        other = seed + 1_000_003
+        limits = settings.limits(baseline) if settings is not None else RunLimits(cap=3 * baseline.k_base)
+        offsets = fresh_stream_offsets(InProcessEngine(model, data, other), baseline, limits, other_seed=other)
     bar.close()
+    baseline.info["fresh_stream_offsets"] = offsets
     baseline.info |= {
         "dataset": dataset.name,
         "dataset_label": dataset.label,
@@ -110,6 +118,10 @@ def _summary(
         "c_low": fit.c_low if fit else None,
         "c_high": fit.c_high if fit else None,
         "contraction_error": baseline.info.get("contraction_error", ""),
+        # Rework of the unperturbed run continued on another random stream (the noise floor).
+        "fresh_stream_offset_mean": float(np.mean(baseline.info["fresh_stream_offsets"])),
+        "fresh_stream_offset_min": float(np.min(baseline.info["fresh_stream_offsets"])),
+        "fresh_stream_offset_max": float(np.max(baseline.info["fresh_stream_offsets"])),
         "initial_distance_hat": fit.initial_distance if fit else None,
         "seconds_per_iteration": baseline.seconds_per_iteration,
         "wall_seconds": wall_seconds,

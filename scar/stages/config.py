@@ -35,6 +35,9 @@ class Experiment:
     params: dict[str, Any]
     max_iters: int
     tol: float
+    #: Seeds of its baselines: ``baseline.seeds`` of them for a stochastic model (the trials are
+    #: spread over them, so the intervals hold the variation between baselines), one otherwise.
+    seeds: tuple[int, ...] = (0,)
 
 
 def experiments(config: Mapping[str, Any]) -> list[Experiment]:
@@ -59,14 +62,25 @@ def experiments(config: Mapping[str, Any]) -> list[Experiment]:
             over = overrides.get(dataset) or {}
             params = {**(entry.get("params") or {}), **(over.get("params") or {})}
             try:
-                make_model(model, params)
+                stochastic = type(make_model(model, params)).stochastic
             except ValueError as err:
                 raise ConfigError(f"models.{model}: {err}") from err
             max_iters = int(over.get("max_iters", entry["max_iters"]))
             # The convergence target's tolerance: per dataset, else per model, else baseline.tol.
             tol = float(over.get("tol", entry.get("tol", config["baseline"]["tol"])))
-            out.append(Experiment(model, dataset, params, max_iters, tol))
+            # No more baselines than failure positions to spread over them.
+            n_seeds = min(baseline_seeds(config), int(config["failures"]["n_trials"])) if stochastic else 1
+            seeds = tuple(int(config["seed"]) + j for j in range(n_seeds))
+            out.append(Experiment(model, dataset, params, max_iters, tol, seeds))
     return out
+
+
+def baseline_seeds(config: Mapping[str, Any]) -> int:
+    """Baselines per stochastic experiment (``baseline.seeds``; default 3)."""
+    n = config["baseline"].get("seeds", 3)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"baseline.seeds: need an integer >= 1, got {n!r}")
+    return n
 
 
 def check_layout(config: Mapping[str, Any], exp: Experiment, settings: TrialSettings) -> None:
@@ -172,11 +186,14 @@ def batch_size(config: Mapping[str, Any]) -> int:
 
 
 def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
-    """Every trial to run: model, dataset, batch, fraction (and its path tag), trial, position, seed.
+    """Every trial to run: model, dataset, baseline seed, batch, fraction (and its path tag),
+    trial, position, seed.
 
     Sampled from the config's seed alone, so the workflow's DAG is static and the same config
-    always gives the same trials. ``batch`` numbers the workflow jobs of one (model, dataset):
-    its trials in plan order (position-major, then fraction), ``failures.batch_size`` per job.
+    always gives the same trials. Failure position ``i`` is measured on the baseline of seed
+    ``seeds[i % len(seeds)]`` (every fraction of it on the same one, so fractions stay paired).
+    ``batch`` numbers the workflow jobs of one (model, dataset, baseline seed): its trials in plan
+    order (position-major, then fraction), ``failures.batch_size`` per job.
     """
     failures = config["failures"]
     size = batch_size(config)
@@ -189,19 +206,23 @@ def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
             int(config["seed"]),
             key=f"{exp.model}/{exp.dataset}",
         )
-        rows += [
-            {
-                "model": exp.model,
-                "dataset": exp.dataset,
-                "batch": i // size,
-                "fraction": fraction_tag(s.fraction),
-                "failure_fraction": s.fraction,
-                "trial": s.trial,
-                "position": s.position,
-                "seed": s.seed,
-            }
-            for i, s in enumerate(specs)
-        ]
+        placed = [(exp.seeds[s.trial % len(exp.seeds)], s) for s in specs]
+        for seed in exp.seeds:
+            mine = [s for b, s in placed if b == seed]
+            rows += [
+                {
+                    "model": exp.model,
+                    "dataset": exp.dataset,
+                    "baseline_seed": seed,
+                    "batch": i // size,
+                    "fraction": fraction_tag(s.fraction),
+                    "failure_fraction": s.fraction,
+                    "trial": s.trial,
+                    "position": s.position,
+                    "seed": s.seed,
+                }
+                for i, s in enumerate(mine)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -216,6 +237,7 @@ def check(config: Mapping[str, Any]) -> None:
     for exp in experiments(config):
         check_layout(config, exp, settings)
     batch_size(config)
+    baseline_seeds(config)
     failure_window(config)
     fractions = config["failures"]["fractions"]
     for f in fractions:

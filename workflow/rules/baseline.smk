@@ -2,17 +2,17 @@ rule train_baseline:
     input:
         dataset="results/data/{dataset}.npz",
     output:
-        baseline="results/baseline/{model}/{dataset}/baseline.npz",
-        summary="results/baseline/{model}/{dataset}/summary.json",
+        baseline="results/baseline/{model}/{dataset}/seed{seed}/baseline.npz",
+        summary="results/baseline/{model}/{dataset}/seed{seed}/summary.json",
     log:
-        "results/logs/train_baseline/{model}/{dataset}.log",
+        "results/logs/train_baseline/{model}/{dataset}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train_baseline/{model}/{dataset}.tsv"
+        "results/benchmarks/train_baseline/{model}/{dataset}/seed{seed}.tsv"
     params:
         experiment=experiment,
         tol=lambda wc: experiment(wc).tol,
         final_window=config["baseline"]["final_window"],
-        seed=config["seed"],
+        seed=lambda wc: int(wc.seed),
         # Bootstrap resamples of the one contraction estimate (used by trials, study and planner).
         n_boot=STUDY.n_boot,
         settings=SETTINGS,

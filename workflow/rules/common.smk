@@ -23,21 +23,27 @@ def experiment(wildcards):
     return EXPERIMENTS[(wildcards.model, wildcards.dataset)]
 
 
-# The sampled failures of each trial-batch job, by (model, dataset, batch).
+# The sampled failures of each trial-batch job, by (model, dataset, baseline seed, batch).
 BATCHES = {
     key: [TrialSpec(int(r.trial), float(r.position), float(r.failure_fraction), int(r.seed)) for r in rows.itertuples()]
-    for key, rows in TRIALS.groupby(["model", "dataset", "batch"], sort=False)
+    for key, rows in TRIALS.groupby(["model", "dataset", "baseline_seed", "batch"], sort=False)
 }
 
 
 def trial_specs(wildcards):
     """The sampled failures of a trial-batch job."""
-    return BATCHES[(wildcards.model, wildcards.dataset, int(wildcards.batch))]
+    return BATCHES[(wildcards.model, wildcards.dataset, int(wildcards.seed), int(wildcards.batch))]
 
 
 def trial_results():
     """Every trial batch's result table."""
-    return [f"results/trials/{m}/{d}/batch{b}.csv" for m, d, b in BATCHES]
+    return [f"results/trials/{m}/{d}/seed{s}/batch{b}.csv" for m, d, s, b in BATCHES]
+
+
+def first_baseline(name):
+    """Input function: file ``name`` of an experiment's first baseline (the perturbation study
+    and the planner use it)."""
+    return lambda wc: f"results/baseline/{wc.model}/{wc.dataset}/seed{experiment(wc).seeds[0]}/{name}"
 
 
 # Resources (scar/resources.py): evaluated when a job is ready, so its inputs exist (in a dry
@@ -82,8 +88,8 @@ def validation_runtime(wildcards, input):
 
 
 def baseline_summaries():
-    """Every baseline's JSON summary."""
-    return [f"results/baseline/{m}/{d}/summary.json" for m, d in EXPERIMENTS]
+    """Every baseline's JSON summary (every seed)."""
+    return [f"results/baseline/{m}/{d}/seed{s}/summary.json" for (m, d), e in EXPERIMENTS.items() for s in e.seeds]
 
 
 def planner_outputs():

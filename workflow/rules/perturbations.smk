@@ -5,8 +5,8 @@
 rule perturbation_study:
     input:
         dataset="results/data/{dataset}.npz",
-        baseline="results/baseline/{model}/{dataset}/baseline.npz",
-        summary="results/baseline/{model}/{dataset}/summary.json",
+        baseline=first_baseline("baseline.npz"),
+        summary=first_baseline("summary.json"),
     output:
         runs="results/perturbations/{model}/{dataset}/runs.csv",
         fit="results/perturbations/{model}/{dataset}/contraction.json",

@@ -5,7 +5,7 @@ VALIDATED = [tuple(e.split("/")) for e in PLANNER.validate]
 
 rule plan_checkpoints:
     input:
-        baseline="results/baseline/{model}/{dataset}/baseline.npz",
+        baseline=first_baseline("baseline.npz"),
     output:
         "results/planner/{model}/{dataset}/plan.csv",
     log:
@@ -22,8 +22,8 @@ rule plan_checkpoints:
 rule validate_plan:
     input:
         dataset="results/data/{dataset}.npz",
-        baseline="results/baseline/{model}/{dataset}/baseline.npz",
-        summary="results/baseline/{model}/{dataset}/summary.json",
+        baseline=first_baseline("baseline.npz"),
+        summary=first_baseline("summary.json"),
     output:
         "results/planner/{model}/{dataset}/validation.csv",
     log:
