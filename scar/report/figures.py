@@ -119,7 +119,10 @@ def plot_rework_vs_perturbation(trials: pd.DataFrame, path: str | os.PathLike) -
 
 
 def plot_baselines(curves: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Objective of each baseline run against iteration, with its target and K_base."""
+    """Objective of each baseline run against iteration, with its target and K_base; one panel
+    per experiment, one curve per baseline seed (column ``seed``, when there is one)."""
+    if "seed" not in curves:
+        curves = curves.assign(seed=0)
     experiments = list(curves["experiment"].unique())
     ncols = min(3, len(experiments))
     nrows = -(-len(experiments) // ncols)
@@ -127,16 +130,19 @@ def plot_baselines(curves: pd.DataFrame, path: str | os.PathLike) -> None:
     for ax in axes.flat[len(experiments) :]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, experiments):
-        c = curves[curves["experiment"] == name]
-        ax.plot(c["iteration"], c["objective"], lw=1.5)
-        target, k_base = float(c["target"].iloc[0]), int(c["k_base"].iloc[0])
-        ax.axhline(target, color="C3", ls="--", lw=1, label=f"target {target:.4g}")
-        ax.axvline(k_base, color="C2", ls=":", lw=1, label=f"K_base = {k_base}")
+        runs = curves[curves["experiment"] == name]
+        several = runs["seed"].nunique() > 1
+        for i, (seed, c) in enumerate(runs.groupby("seed", sort=True)):
+            target, k_base = float(c["target"].iloc[0]), int(c["k_base"].iloc[0])
+            tag = f"seed {seed}: " if several else ""
+            ax.plot(c["iteration"], c["objective"], lw=1.5, color=f"C{i}", label=f"{tag}objective" if several else None)
+            ax.axhline(target, color=f"C{i}", ls="--", lw=0.8, label=f"{tag}target {target:.4g}")
+            ax.axvline(k_base, color=f"C{i}", ls=":", lw=0.8, label=f"{tag}K_base = {k_base}")
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_ylabel("training objective (log scale)")
         ax.set_title(name)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
 

@@ -90,6 +90,7 @@ def make_figures(
             pd.DataFrame(
                 {
                     "experiment": f"{s['model']} / {s['dataset_label']}",
+                    "seed": s["seed"],
                     "iteration": np.arange(n),
                     "objective": s["objective_curve"],
                     "target": s["target"],
