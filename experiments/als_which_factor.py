@@ -19,7 +19,8 @@ from scar.core.blocks import BlockLayout, assign_blocks
 from scar.datasets import load_dataset
 from scar.core.failures import Failure, sample_failed_nodes
 from scar.models import make_model
-from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.checkpoint.checkpointer import Checkpointer
+from scar.checkpoint.policies import make_checkpoint_policy
 from scar.measure.trajectory import run_baseline, run_until_target
 from scar.measure.trials import failure_iteration, plan_trials
 

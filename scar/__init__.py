@@ -5,7 +5,8 @@ bound, and the measurement of rework. Modules, one concept each:
 
 - :mod:`scar.core.blocks` parameter blocks and their placement on server nodes
 - :mod:`scar.core.failures` the failure model
-- :mod:`scar.checkpoint.policies` checkpoint policies and the :class:`~scar.checkpoint.policies.Checkpointer`
+- :mod:`scar.checkpoint.policies` checkpoint policies; :mod:`scar.checkpoint.checkpointer` the :class:`~scar.checkpoint.checkpointer.Checkpointer`
+- :mod:`scar.checkpoint.codecs` how saved rows are written (raw)
 - :mod:`scar.checkpoint.stores` checkpoint stores (in memory; a crash-safe directory store)
 - :mod:`scar.core.recovery` recovery policies and strategies
 - :mod:`scar.models` the model interface, the registry and the models (mlr, mf, lda, quadratic)

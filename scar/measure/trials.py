@@ -22,7 +22,8 @@ from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.bounds import iteration_cost_bound
 from scar.core.failures import Failure, sample_failed_nodes
 from scar.models.base import Model
-from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.checkpoint.checkpointer import Checkpointer
+from scar.checkpoint.policies import make_checkpoint_policy
 from scar.core.recovery import get_strategy, recover
 from scar.checkpoint.stores import Checkpoint
 from scar.measure.trajectory import Baseline, run_until_target

@@ -41,7 +41,8 @@ import pandas as pd
 
 from scar.core.blocks import BlockLayout
 from scar.core.bounds import iteration_cost_bound
-from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.checkpoint.checkpointer import Checkpointer
+from scar.checkpoint.policies import make_checkpoint_policy
 from scar.core.recovery import get_strategy
 
 #: Strategies the planner scores by default.

@@ -28,7 +28,8 @@ from scar.core.bounds import iteration_cost_bound_multi
 from scar.core.failures import sample_failed_nodes
 from scar.models.base import Model
 from scar.planner.plan import Plan, PlanInputs
-from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.checkpoint.checkpointer import Checkpointer
+from scar.checkpoint.policies import make_checkpoint_policy
 from scar.core.recovery import get_strategy, recover
 from scar.measure.trajectory import Baseline, iteration_rng
 from scar.measure.trials import TrialSettings, stable_seed
