@@ -512,3 +512,13 @@ def test_bytes_counted_are_the_bytes_the_codec_wrote(monkeypatch, run, codec):
 
 def RawCodecBytes(values: np.ndarray) -> int:  # noqa: N802 - reads as the quantity it is
     return int(values.shape[0] * values.shape[1] * values.dtype.itemsize)
+
+
+def test_core_and_checkpoint_import_no_heavy_dependencies():
+    code = (
+        "import sys, scar.checkpoint, scar.core.blocks, scar.core.bounds, scar.core.failures, scar.core.recovery; "
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'torch') if m in sys.modules))"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"

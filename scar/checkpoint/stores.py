@@ -292,10 +292,12 @@ class CheckpointStore(ABC):
         lo, hi = idx.min(), idx.max()
         if lo < 0 or hi >= n_rows:
             raise ValueError(f"rows of array {name!r} out of range [0, {n_rows}): min {lo}, max {hi}")
-        out = _sorted_unique(idx)
-        if require_sorted and out.size != idx.size:
-            raise ValueError(f"rows of array {name!r} must be sorted and unique for an encoded write")
-        return out
+        if require_sorted:
+            idx = idx.astype(np.int64, copy=False)
+            if idx.size > 1 and not bool(np.all(idx[1:] > idx[:-1])):
+                raise ValueError(f"rows of array {name!r} must be sorted and unique for an encoded write")
+            return idx
+        return _sorted_unique(idx)
 
     def _plan_encoded(
         self,
