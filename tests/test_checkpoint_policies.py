@@ -463,3 +463,16 @@ def test_checkpointer_import_from_policies_still_works_with_a_warning():
         assert policies.Checkpointer is moved
     with pytest.raises(AttributeError):
         policies.NoSuchThing  # noqa: B018
+
+
+@settings(max_examples=300, deadline=None)
+@given(_selection_cases())
+def test_equal_width_selection_equals_the_full_sort(case):
+    from scar.checkpoint.policies import _priority_top_equal_width
+
+    layout, change, age, budget = case
+    width = max(layout.widths)
+    assume(width > 0 and not np.isnan(change).any())
+    one_width = BlockLayout(names=("a",), n_rows=(layout.n_blocks,), widths=(width,))
+    got = _priority_top_equal_width(change, age, budget // width)
+    np.testing.assert_array_equal(got, _slow_priority_mask(change, age, one_width.block_sizes, budget))

@@ -146,6 +146,29 @@ def _priority_order_head(change: np.ndarray, age: np.ndarray, max_fit: int) -> n
     return head[:k]
 
 
+def _priority_top_equal_width(change: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
+    """Mask of the first ``m`` blocks of the priority order, all blocks being of one width.
+
+    Then the budget's prefix is exactly ``m`` blocks long and only its *set* matters: the blocks
+    strictly above the ``m``-th largest change, plus as many of those tied with it as fit, in
+    order of oldest save, then lower id (as the full lexsort would). No NaN in ``change``.
+    """
+    n = change.shape[0]
+    mask = np.zeros(n, dtype=bool)
+    if m >= n:
+        mask[:] = True
+        return mask
+    if m <= 0:
+        return mask
+    neg = -change
+    threshold = np.partition(neg, m - 1)[m - 1]
+    np.less(neg, threshold, out=mask)
+    need = m - int(np.count_nonzero(mask))
+    ties = np.flatnonzero(neg == threshold)  # ascending ids: a stable sort keeps the id order
+    mask[ties[np.argsort(age[ties], kind="stable")[:need]]] = True
+    return mask
+
+
 class FullCheckpoint(CheckpointPolicy):
     """Traditional checkpointing: every block every ``C`` iterations."""
 
@@ -172,6 +195,9 @@ class PriorityCheckpoint(CheckpointPolicy):
         change = layout.block_distances(current, saved.values)
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
         budget = self.budget(layout)
+        widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
+        if len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
+            return _priority_top_equal_width(change, age, budget // min(widths))
         order = _priority_order_head(change, age, _max_blocks_within(layout, budget))
         return _take_within_budget(order, layout.block_sizes, budget)
 
