@@ -33,8 +33,7 @@ import numpy as np
 from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.policies import PriorityCheckpoint
 from scar.checkpoint.stores import DirectoryStore, InMemoryStore
-from scar.core import _rows
-from scar.core.blocks import BlockLayout
+from scar.core.blocks import BlockLayout, set_num_threads
 
 
 def _median_s(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> float:
@@ -80,7 +79,7 @@ def main() -> None:
     thread_counts = sorted({1, max(1, args.threads)})
     layout = BlockLayout.from_arrays(params)
     for threads in thread_counts:
-        _rows.set_num_threads(threads)
+        set_num_threads(threads)
         ckpt = Checkpointer(PriorityCheckpoint(interval=4, fraction=0.25), InMemoryStore())  # a save every iteration
         ckpt.start(params)
         k = iter(range(1, 10**9))
@@ -89,7 +88,7 @@ def main() -> None:
         norms = _median_s(lambda: layout.block_distances(params, ckpt.image.values), args.runs)
         _row(f"priority save r=1/4, {threads} thread(s)", save, "memcpy (np.copyto)", memcpy)
         _row(f"  change norms alone, {threads} thread(s)", norms, "memcpy (np.copyto)", memcpy)
-    _rows.set_num_threads(1)
+    set_num_threads(1)
 
     root = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=args.dir))
     try:

@@ -351,7 +351,8 @@ def test_load_state_dict_errors_name_what_differs(tmp_path):
     with pytest.raises(ValueError, match="policy.*'fraction': 0.5"):
         Checkpointer(make_checkpoint_policy("priority", 8, 0.5), DirectoryStore(tmp_path / "a")).load_state_dict(state)
     with pytest.raises(ValueError, match="codec 'raw'.*'q8'"):
-        Checkpointer(make_checkpoint_policy("priority", 8, 0.25), DirectoryStore(tmp_path / "a"), codec=_QuantDelta()).load_state_dict(state)
+        quantized = Checkpointer(make_checkpoint_policy("priority", 8, 0.25), DirectoryStore(tmp_path / "a"), codec=_QuantDelta())
+        quantized.load_state_dict(state)
 
     started = Checkpointer(make_checkpoint_policy("priority", 8, 0.25))
     started.start({"other": np.zeros((4, 4))})
@@ -494,8 +495,11 @@ def test_bytes_counted_are_the_bytes_the_codec_wrote(monkeypatch, run, codec):
     class Logging(InMemoryStore):
         def write(self, iteration, arrays, rows=None, **kw):
             n = super().write(iteration, arrays, rows, **kw)
-            plan = {k: np.asarray(a) for k, a in arrays.items()} if rows is None else {k: np.asarray(arrays[k])[v] for k, v in rows.items()}
-            written.append(sum(RawCodecBytes(v) for v in plan.values()))
+            if rows is None:
+                saved = [np.asarray(a) for a in arrays.values()]
+            else:
+                saved = [np.asarray(arrays[k])[v] for k, v in rows.items()]
+            written.append(sum(_raw_bytes(v) for v in saved))
             assert n == written[-1]
             return n
 
@@ -510,7 +514,7 @@ def test_bytes_counted_are_the_bytes_the_codec_wrote(monkeypatch, run, codec):
     assert ckpt.bytes_written == ckpt.store.bytes_written == sum(written)
 
 
-def RawCodecBytes(values: np.ndarray) -> int:  # noqa: N802 - reads as the quantity it is
+def _raw_bytes(values: np.ndarray) -> int:
     return int(values.shape[0] * values.shape[1] * values.dtype.itemsize)
 
 

@@ -425,9 +425,8 @@ def test_priority_select_equals_the_full_sort_on_arrays(data):
     policy = PriorityCheckpoint(8, r)
     assume(max(layout.widths) <= int(r * layout.n_params))
     image = Checkpoint(values=saved, saved_at=saved_at)
-    change = np.concatenate(
-        [np.sqrt(np.einsum("ij,ij->i", d, d)) for d in (current[n].astype(np.float64) - saved[n].astype(np.float64) for n in layout.names)]
-    )
+    diffs = [current[n].astype(np.float64) - saved[n].astype(np.float64) for n in layout.names]
+    change = np.concatenate([np.sqrt(np.einsum("ij,ij->i", d, d)) for d in diffs])
     age = np.concatenate([saved_at[n] for n in layout.names])
     want = _slow_priority_mask(change, age, layout.block_sizes, policy.budget(layout))
     np.testing.assert_array_equal(policy.select(8, layout, current, image), want)

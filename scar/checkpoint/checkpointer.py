@@ -128,7 +128,8 @@ class Checkpointer:
                 previous = self.image.values[n][r] if self.codec.needs_previous else None
                 encoded[n] = self.codec.encode(values, previous)
                 if not self._shared_image:
-                    decoded[n] = np.array(self.codec.decode(encoded[n], previous), copy=True)
+                    # May alias the gather buffer: it is not reused before the image takes it below.
+                    decoded[n] = self.codec.decode(encoded[n], previous)
             nbytes = sum(e.nbytes for e in encoded.values())
             written = self.store.write_encoded(k, self.codec, encoded, rows, meta=self._meta_after(k, nbytes))
             for n, r in rows.items():
@@ -206,7 +207,9 @@ class Checkpointer:
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"unsupported Checkpointer state format {state.get('format')!r}; expected {_STATE_FORMAT}")
         if dict(state["policy"]) != self.policy.config():
-            raise ValueError(f"state_dict is of policy {dict(state['policy'])}, this Checkpointer's policy is {self.policy.config()}")
+            raise ValueError(
+                f"state_dict is of policy {dict(state['policy'])}, this Checkpointer's policy is {self.policy.config()}"
+            )
         if state["codec"] != self.codec.name:
             raise ValueError(f"state_dict is of codec {state['codec']!r}, this Checkpointer's codec is {self.codec.name!r}")
         if state["layout"] is None:

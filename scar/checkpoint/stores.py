@@ -800,7 +800,9 @@ class DirectoryStore(CheckpointStore):
                 header = self._read_header(fh, path)
                 arrays = None
                 if with_payload:
-                    arrays = self._read_payload(fh, path, header, schema if schema is not None else self._schema_of_header(header))
+                    if schema is None:
+                        schema = self._schema_of_header(header)
+                    arrays = self._read_payload(fh, path, header, schema)
         except FileNotFoundError as e:
             raise MissingCheckpointError(f"checkpoint record {path.name} is missing from {self.path}") from e
         except OSError as e:
@@ -861,6 +863,7 @@ class DirectoryStore(CheckpointStore):
         self, fh: Any, path: Path, header: dict[str, Any], schema: _Schema
     ) -> dict[str, tuple[np.ndarray | None, EncodedRows]]:
         full = header["kind"] == "full"
+        payload_start = fh.tell()
         # Lay out every buffer from the header before reading a byte.
         layout: list[tuple[str, int | None, list[np.ndarray], dict[str, Any]]] = []
         expected = 0
@@ -929,7 +932,7 @@ class DirectoryStore(CheckpointStore):
             enc_shape = (shape[0] if m is None else m, shape[1])
             out_raw.append((name, idx, EncodedRows(header["codec"], enc_shape, dtype, tuple(buffers), meta)))
         if not complete or fh.read(1):
-            size = path.stat().st_size - (_PREFIX.size + len(json.dumps(header, sort_keys=True).encode("utf-8")))
+            size = path.stat().st_size - payload_start
             raise CorruptCheckpointError(f"{path}: payload is {size} bytes, header says {header['payload_bytes']}")
         if hasher.hexdigest() != header["digest"]:
             raise CorruptCheckpointError(f"{path}: payload checksum mismatch")

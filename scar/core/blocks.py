@@ -3,6 +3,10 @@
 A model's server-held parameters are a few named 2D arrays; every row of every array is one
 *block* (docs/design.md §3). Blocks get global ids in array order, so block ``i`` of array
 ``names[j]`` is row ``i - offsets[j]``. Blocks are spread over ``n_nodes`` server nodes.
+
+Per-block change norms (:meth:`BlockLayout.block_distances`) run in chunks of rows at memory
+speed; :func:`set_num_threads` lets their float32 kernel and the checkpoint row copies use more
+than the calling thread (default 1).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Literal
 
 import numpy as np
 
-from scar.core._rows import row_sq_distances
+from scar.core._rows import get_num_threads, row_sq_distances, set_num_threads
+
+__all__ = ["BlockLayout", "PlacementScheme", "assign_blocks", "get_num_threads", "params_distance", "set_num_threads"]
 
 PlacementScheme = Literal["round_robin", "hashed"]
 
