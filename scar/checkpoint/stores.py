@@ -854,7 +854,9 @@ class DirectoryStore(CheckpointStore):
             raise CorruptCheckpointError(f"{path}: unknown checksum {header['checksum']!r}")
         try:
             for entry in header["arrays"]:
-                entry["name"], tuple(entry["shape"]), np.dtype(entry["dtype"])
+                if not isinstance(entry["name"], str) or len(entry["shape"]) != 2:
+                    raise ValueError(f"bad array entry {entry!r}")
+                np.dtype(entry["dtype"])
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptCheckpointError(f"{path}: unparsable header ({e})") from e
         return header
