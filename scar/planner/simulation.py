@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from scar.checkpoint.policies import Checkpointer
+from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.strategy import Strategy
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.failures import sample_failed_nodes
