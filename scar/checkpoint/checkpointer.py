@@ -22,7 +22,7 @@ import numpy as np
 from scar.checkpoint.codecs import Codec, EncodedRows, RawCodec, make_codec
 from scar.checkpoint.policies import CheckpointPolicy
 from scar.checkpoint.stores import Checkpoint, CheckpointStore, InMemoryStore, MissingCheckpointError
-from scar.core._rows import copy_rows, gather_rows
+from scar.core._rows import copy_rows, gather_rows, reused_buffer
 from scar.core.blocks import BlockLayout
 
 __all__ = ["Checkpointer", "ServerStateAt", "replay"]
@@ -124,7 +124,7 @@ class Checkpointer:
             encoded: dict[str, EncodedRows] = {}
             decoded: dict[str, np.ndarray] = {}
             for n, r in rows.items():
-                values = gather_rows(arrays[n], r, self._gather_buffer(n, arrays[n], r.size))
+                values = gather_rows(arrays[n], r, reused_buffer(self._gather, n, arrays[n], r.size))
                 previous = self.image.values[n][r] if self.codec.needs_previous else None
                 encoded[n] = self.codec.encode(values, previous)
                 if not self._shared_image:
@@ -311,13 +311,6 @@ class Checkpointer:
         self.n_saves += 1
         self.last_save = int(k)
         self.last_iteration = int(k)
-
-    def _gather_buffer(self, name: str, a: np.ndarray, n: int) -> np.ndarray:
-        buf = self._gather.get(name)
-        if buf is None or buf.shape[0] < n or buf.shape[1:] != a.shape[1:] or buf.dtype != a.dtype:
-            buf = np.empty((n, *a.shape[1:]), dtype=a.dtype)
-            self._gather[name] = buf
-        return buf
 
     def __repr__(self) -> str:
         return f"Checkpointer({self.policy!r}, {type(self.store).__name__}, codec={self.codec.name!r}, n_saves={self.n_saves})"

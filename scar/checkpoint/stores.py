@@ -35,7 +35,7 @@ import numpy as np
 
 from scar._atomic import TMP_PREFIX, atomic_write, fsync_dir
 from scar.checkpoint.codecs import Codec, EncodedRows, RawCodec, make_codec
-from scar.core._rows import copy_rows, gather_rows
+from scar.core._rows import copy_rows, gather_rows, reused_buffer
 
 __all__ = [
     "Checkpoint",
@@ -572,7 +572,7 @@ class DirectoryStore(CheckpointStore):
             if idx is None:
                 encoded[name] = _RAW.encode(a, None)
             else:
-                encoded[name] = _RAW.encode(gather_rows(a, idx, self._gather_buffer(name, a, idx.size)), None)
+                encoded[name] = _RAW.encode(gather_rows(a, idx, reused_buffer(self._gather, name, a, idx.size)), None)
         return self._write_record(iteration, rows is None, _RAW, encoded, plan, meta)
 
     def write_encoded(
@@ -596,14 +596,6 @@ class DirectoryStore(CheckpointStore):
             raise CorruptCheckpointError(
                 f"cannot append a partial save: the latest full record is unreadable ({self._open_error})"
             )
-
-    def _gather_buffer(self, name: str, a: np.ndarray, n: int) -> np.ndarray:
-        """A reused buffer of at least ``n`` rows like ``a``'s (grown, never shrunk)."""
-        buf = self._gather.get(name)
-        if buf is None or buf.shape[0] < n or buf.shape[1:] != a.shape[1:] or buf.dtype != a.dtype:
-            buf = np.empty((n, *a.shape[1:]), dtype=a.dtype)
-            self._gather[name] = buf
-        return buf
 
     def _write_record(
         self,

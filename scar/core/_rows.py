@@ -192,3 +192,13 @@ def copy_rows(src: np.ndarray, idx: np.ndarray, dst: np.ndarray) -> None:
         _run_split(lambda lo, hi: kernel(src, idx[lo:hi], dst), _split(idx.shape[0], nbytes))
         return
     dst[idx] = src[idx]
+
+
+def reused_buffer(cache: dict[str, np.ndarray], name: str, like: np.ndarray, n: int) -> np.ndarray:
+    """A buffer of at least ``n`` rows shaped and typed like ``like``'s, kept in ``cache`` under
+    ``name`` and reused across saves (grown, never shrunk), so a gather allocates nothing."""
+    buf = cache.get(name)
+    if buf is None or buf.shape[0] < n or buf.shape[1:] != like.shape[1:] or buf.dtype != like.dtype:
+        buf = np.empty((n, *like.shape[1:]), dtype=like.dtype)
+        cache[name] = buf
+    return buf
