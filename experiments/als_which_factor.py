@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scar.checkpoint.policies import Checkpointer, make_checkpoint_policy
+from scar.checkpoint.checkpointer import Checkpointer
+from scar.checkpoint.policies import make_checkpoint_policy
 from scar.core.blocks import BlockLayout, assign_blocks
 from scar.core.failures import Failure, sample_failed_nodes
 from scar.datasets import load_dataset
@@ -39,9 +40,8 @@ def main(n_trials: int = 20, fraction: float = 0.25, interval: int = 8, r: float
     for spec in plan_trials(n_trials, [fraction], (0.1, 0.9), 0, key="mf/movielens"):
         T = failure_iteration(spec.position, base.k_base)
         checkpointer = Checkpointer(make_checkpoint_policy("priority", interval, r, seed=0))
-        checkpointer.start(base.server_state_at(0))
         for k in range(1, T):
-            checkpointer.after_iteration(k, base.server_state_at(k))
+            checkpointer.advance_to(k + 1, base.server_state_at)  # the replay, one save at a time
             for name in ("U", "V"):  # rows this iteration's save (if any) chose
                 saved_rows[name] += int((checkpointer.image.saved_at[name] == k).sum())
         image = checkpointer.image

@@ -1,4 +1,4 @@
-"""Checkpoint policies: which blocks are saved, and when (SCAR.md section 3).
+"""Checkpoint policies: which blocks are saved, and when (docs/design.md §4).
 
 Every policy gets the same I/O budget: on average ``d`` parameters per ``C`` iterations, where
 ``d`` is the number of server-held parameters. ``full`` saves all ``d`` every ``C`` iterations;
@@ -9,8 +9,9 @@ only in *which* blocks they pick:
 - ``round_robin``: the next blocks in a fixed cyclic order;
 - ``random``: blocks drawn uniformly at random (seeded per iteration).
 
-A :class:`Checkpointer` binds a policy to a :class:`~scar.checkpoint.stores.CheckpointStore` and keeps an
-in-memory image of what the store holds, which the priority rule needs.
+A policy only chooses rows; :class:`~scar.checkpoint.checkpointer.Checkpointer` runs it over a
+training run, a :class:`~scar.checkpoint.codecs.Codec` says how the chosen rows are written and a
+:class:`~scar.checkpoint.stores.CheckpointStore` keeps them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scar.checkpoint.stores import Checkpoint, CheckpointStore, InMemoryStore
+from scar.checkpoint.stores import Checkpoint
 from scar.core.blocks import BlockLayout
+
+__all__ = [
+    "CHECKPOINT_POLICIES",
+    "CheckpointPolicy",
+    "FullCheckpoint",
+    "PriorityCheckpoint",
+    "RandomCheckpoint",
+    "RoundRobinCheckpoint",
+    "make_checkpoint_policy",
+]
 
 
 class CheckpointPolicy(ABC):
@@ -31,7 +42,7 @@ class CheckpointPolicy(ABC):
 
     Call order: :meth:`is_due` for each completed iteration ``k >= 1``; when it is true,
     :meth:`select` once for that ``k``. Iteration 0 (the initial parameters) is always saved in
-    full by the :class:`Checkpointer`, for every policy alike.
+    full by the :class:`~scar.checkpoint.checkpointer.Checkpointer`, for every policy alike.
     """
 
     name: ClassVar[str]
@@ -64,11 +75,16 @@ class CheckpointPolicy(ABC):
             )
         return budget
 
+    def config(self) -> dict[str, Any]:
+        """What identifies the policy (JSON-able): a saved state only loads into an equal one."""
+        return {"name": self.name, "interval": int(self.interval), "fraction": float(self.fraction)}
+
     def state_dict(self) -> dict[str, Any]:
+        """The policy's mutable state between saves (JSON-able); empty for stateless policies."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
+        """Restore :meth:`state_dict` output."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(interval={self.interval}, fraction={self.fraction})"
@@ -93,6 +109,63 @@ def _take_within_budget(order: np.ndarray, sizes: np.ndarray, budget: int) -> np
     mask = np.zeros(sizes.shape[0], dtype=bool)
     fits = np.cumsum(sizes[order]) <= budget
     mask[order[fits]] = True
+    return mask
+
+
+def _max_blocks_within(layout: BlockLayout, budget: int) -> int:
+    """Most blocks any set within ``budget`` can hold: the smallest blocks, taken greedily."""
+    total, count = 0, 0
+    for width, n in sorted(zip(layout.widths, layout.n_rows)):
+        take = n if width == 0 else min(n, (budget - total) // width)
+        count += take
+        total += take * width
+        if take < n:
+            break
+    return count
+
+
+def _priority_order_head(change: np.ndarray, age: np.ndarray, max_fit: int) -> np.ndarray:
+    """The first ``max_fit + 1`` blocks of the priority order ``lexsort((age, -change))``.
+
+    The order is: largest change first, then oldest save, then lower block id. No set of
+    ``max_fit + 1`` blocks fits the budget, so :func:`_take_within_budget` on this head gives the
+    same mask as on the whole order. The head is found in linear time: ``np.partition`` gives
+    the key of its last block; the blocks strictly before that key and every block tied with it
+    are the only candidates, and only they are lexsorted (ties are resolved exactly as the full
+    sort would).
+    """
+    n = change.shape[0]
+    k = max_fit + 1
+    neg = -change
+    if k >= n or np.isnan(change).any():
+        # NaN sorts last in both lexsort and partition, but `<=` against NaN is never true.
+        return np.lexsort((age, neg))
+    threshold = np.partition(neg, k - 1)[k - 1]
+    cand = np.flatnonzero(neg <= threshold)  # ascending ids: lexsort is stable
+    head = cand[np.lexsort((age[cand], neg[cand]))]
+    return head[:k]
+
+
+def _priority_top_equal_width(change: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
+    """Mask of the first ``m`` blocks of the priority order, all blocks being of one width.
+
+    Then the budget's prefix is exactly ``m`` blocks long and only its *set* matters: the blocks
+    strictly above the ``m``-th largest change, plus as many of those tied with it as fit, in
+    order of oldest save, then lower id (as the full lexsort would). No NaN in ``change``.
+    """
+    n = change.shape[0]
+    mask = np.zeros(n, dtype=bool)
+    if m >= n:
+        mask[:] = True
+        return mask
+    if m <= 0:
+        return mask
+    neg = -change
+    threshold = np.partition(neg, m - 1)[m - 1]
+    np.less(neg, threshold, out=mask)
+    need = m - int(np.count_nonzero(mask))
+    ties = np.flatnonzero(neg == threshold)  # ascending ids: a stable sort keeps the id order
+    mask[ties[np.argsort(age[ties], kind="stable")[:need]]] = True
     return mask
 
 
@@ -121,9 +194,12 @@ class PriorityCheckpoint(CheckpointPolicy):
     def select(self, k, layout, current, saved):
         change = layout.block_distances(current, saved.values)
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
-        # lexsort sorts by the last key first: largest change, then oldest save.
-        order = np.lexsort((age, -change))
-        return _take_within_budget(order, layout.block_sizes, self.budget(layout))
+        budget = self.budget(layout)
+        widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
+        if len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
+            return _priority_top_equal_width(change, age, budget // min(widths))
+        order = _priority_order_head(change, age, _max_blocks_within(layout, budget))
+        return _take_within_budget(order, layout.block_sizes, budget)
 
 
 class RoundRobinCheckpoint(CheckpointPolicy):
@@ -161,6 +237,9 @@ class RandomCheckpoint(CheckpointPolicy):
         order = np.random.default_rng([self.seed, k]).permutation(layout.n_blocks)
         return _take_within_budget(order, layout.block_sizes, self.budget(layout))
 
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "seed": int(self.seed)}
+
 
 CHECKPOINT_POLICIES: dict[str, type[CheckpointPolicy]] = {
     cls.name: cls for cls in (FullCheckpoint, PriorityCheckpoint, RoundRobinCheckpoint, RandomCheckpoint)
@@ -174,49 +253,3 @@ def make_checkpoint_policy(name: str, interval: int, fraction: float = 1.0, seed
     if name == "random":
         return RandomCheckpoint(interval, fraction, seed=seed)
     return CHECKPOINT_POLICIES[name](interval, fraction)
-
-
-class Checkpointer:
-    """Runs a policy over a training run and writes what it selects to a store.
-
-    Call order: :meth:`start` with the initial parameters (a full save at iteration 0), then
-    :meth:`after_iteration` once per completed iteration ``k = 1, 2, ...``. :attr:`image` is the
-    checkpoint the store holds at any point (kept in memory: the priority rule reads it at
-    every save, and reading it back from disk would double the I/O).
-    """
-
-    def __init__(self, policy: CheckpointPolicy, store: CheckpointStore | None = None) -> None:
-        self.policy = policy
-        self.store = store if store is not None else InMemoryStore()
-        self.layout: BlockLayout | None = None
-        self.image: Checkpoint | None = None
-        self.n_saves = 0
-
-    def start(self, params: Mapping[str, np.ndarray]) -> None:
-        self.layout = BlockLayout.from_arrays(params)
-        self.store.write(0, params, None)
-        self.image = Checkpoint(
-            values={n: np.array(a, copy=True) for n, a in params.items()},
-            saved_at={n: np.zeros(a.shape[0], dtype=np.int64) for n, a in params.items()},
-        )
-        self.n_saves = 1
-
-    def after_iteration(self, k: int, params: Mapping[str, np.ndarray]) -> bool:
-        """Save at the end of iteration ``k`` if the policy says so; return whether it did."""
-        if self.image is None or self.layout is None:
-            raise RuntimeError("Checkpointer.start() must be called before after_iteration()")
-        if not self.policy.is_due(k):
-            return False
-        mask = self.policy.select(k, self.layout, params, self.image)
-        rows = self.layout.rows_of(mask)
-        rows = {n: r for n, r in rows.items() if r.size}
-        self.store.write(k, params, rows)
-        for n, r in rows.items():
-            self.image.values[n][r] = params[n][r]
-            self.image.saved_at[n][r] = k
-        self.n_saves += 1
-        return True
-
-    @property
-    def bytes_written(self) -> int:
-        return self.store.bytes_written

@@ -1,8 +1,12 @@
 """Parameter blocks and their placement on parameter-server nodes.
 
 A model's server-held parameters are a few named 2D arrays; every row of every array is one
-*block* (SCAR.md section 3). Blocks get global ids in array order, so block ``i`` of array
+*block* (docs/design.md §3). Blocks get global ids in array order, so block ``i`` of array
 ``names[j]`` is row ``i - offsets[j]``. Blocks are spread over ``n_nodes`` server nodes.
+
+Per-block change norms (:meth:`BlockLayout.block_distances`) run in chunks of rows at memory
+speed; :func:`set_num_threads` lets their float32 kernel and the checkpoint row copies use more
+than the calling thread (default 1).
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from scar.core._rows import get_num_threads, row_sq_distances, set_num_threads
+
+__all__ = ["BlockLayout", "PlacementScheme", "assign_blocks", "get_num_threads", "params_distance", "set_num_threads"]
 
 PlacementScheme = Literal["round_robin", "hashed"]
 
@@ -79,12 +87,18 @@ class BlockLayout:
         return {name: block_mask[start : start + n] for name, start, n in zip(self.names, self.offsets, self.n_rows)}
 
     def block_distances(self, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Euclidean norm of ``a - b`` per block, shape (n_blocks,)."""
-        parts = [
-            np.sqrt(np.einsum("ij,ij->i", d, d))
-            for d in (np.asarray(a[n], dtype=np.float64) - np.asarray(b[n], dtype=np.float64) for n in self.names)
-        ]
-        return np.concatenate(parts)
+        """Euclidean norm of ``a - b`` per block, shape (n_blocks,), float64.
+
+        Computed per chunk of rows, without model-sized temporaries. For float64 and integer
+        arrays every value is bit-identical to ``sqrt(einsum("ij,ij->i", d, d))`` on the float64
+        difference ``d`` of the whole array. For float32 arrays the difference is taken in
+        float32 and its squares summed in float64 by a compiled kernel (the last bits may differ
+        from the float64 formula, and between CPUs); see :mod:`scar.core._rows`.
+        """
+        out = np.empty(self.n_blocks, dtype=np.float64)
+        for name, start, n in zip(self.names, self.offsets, self.n_rows):
+            row_sq_distances(a[name], b[name], out[start : start + n])
+        return np.sqrt(out, out=out)
 
 
 def params_distance(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], names: tuple[str, ...]) -> float:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scar.checkpoint.policies import Checkpointer, CheckpointPolicy
+from scar.checkpoint.checkpointer import replay
+from scar.checkpoint.policies import CheckpointPolicy
 from scar.checkpoint.stores import Checkpoint
 from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, resolve_strategies
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
@@ -153,14 +154,6 @@ class TrialSettings:
         return stable_seed(self.seed, "random-checkpoint-policy")
 
 
-def _replay(policy: CheckpointPolicy, baseline: Baseline, until: int) -> Checkpointer:
-    checkpointer = Checkpointer(policy)
-    checkpointer.start(baseline.server_state_at(0))
-    for k in range(1, until):
-        checkpointer.after_iteration(k, baseline.server_state_at(k))
-    return checkpointer
-
-
 def _full_save_iteration(image: Checkpoint) -> int:
     """The iteration of a full checkpoint (every row saved together)."""
     its = np.unique(np.concatenate(list(image.saved_at.values())))
@@ -202,7 +195,7 @@ def run_trial(
             continue  # nothing to rebuild: it would be the partial recovery of its policy
         key = (strategy.checkpoint, strategy.r)
         if key not in replayed:
-            ckpt = _replay(settings.policy(strategy), baseline, T)
+            ckpt = replay(settings.policy(strategy), baseline.server_state_at, T)
             assert ckpt.image is not None
             replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.n_saves)
         image, nbytes, n_saves = replayed[key]

@@ -40,7 +40,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from scar.checkpoint.policies import Checkpointer
+from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, get_strategy
 from scar.core.blocks import BlockLayout
 from scar.core.bounds import iteration_cost_bound
@@ -136,13 +136,12 @@ class TrajectoryMovement:
         key = (strategy.checkpoint, interval, strategy.r)
         if key not in self._cache:
             ckpt = Checkpointer(strategy.policy(interval, seed=self.seed))
-            ckpt.start(self._at(0))
-            assert ckpt.image is not None
             layout = BlockLayout.from_arrays(self._at(0))
             out = []
             for T in range(1, self.run_iterations):
-                out.append(float(np.sum(layout.block_distances(self._at(T), ckpt.image.values) ** 2)))
-                ckpt.after_iteration(T, self._at(T))
+                image = ckpt.advance_to(T, self._at).image  # the saves before T, one replay in all
+                assert image is not None
+                out.append(float(np.sum(layout.block_distances(self._at(T), image.values) ** 2)))
             self._cache[key] = np.asarray(out)
         return self._cache[key]
 

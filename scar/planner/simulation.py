@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from scar.checkpoint.policies import Checkpointer
+from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.strategy import Strategy
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.failures import sample_failed_nodes
@@ -92,6 +92,8 @@ def simulate_run(
             next_failure = executed + int(rng.geometric(p))
             if job is not None:
                 engine.rollback(job, job_at)
+                # The restarted job's checkpointer resumes at its last save, as after a restart.
+                ckpt.load_state_dict(ckpt.state_dict() | {"last_iteration": ckpt.last_save})
                 norms.append(params_distance(engine.server_state(), current, names))
                 restored_bytes += float(sum(a.nbytes for a in current.values()) + worker_bytes)
                 loss = engine.objective()

@@ -63,7 +63,7 @@ _PREFIX = struct.Struct("<8sQ32s")
 def _record_header(path: Path) -> dict:
     with open(path, "rb") as fh:
         magic, header_len, _ = _PREFIX.unpack(fh.read(_PREFIX.size))
-        assert magic == b"SCARREC1", f"{path.name} is not a checkpoint record"
+        assert magic == b"SCARREC2", f"{path.name} is not a checkpoint record"
         return json.loads(fh.read(header_len).decode("utf-8"))
 
 

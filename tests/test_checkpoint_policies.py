@@ -1,4 +1,5 @@
-"""Tests of the checkpoint policies and the Checkpointer (scar.checkpoint.policies)."""
+"""Tests of the checkpoint policies (scar.checkpoint.policies), run through a Checkpointer where a
+run is needed."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.policies import (
     CHECKPOINT_POLICIES,
-    Checkpointer,
     FullCheckpoint,
     PriorityCheckpoint,
     RandomCheckpoint,
@@ -31,8 +32,8 @@ class RecordingStore(InMemoryStore):
         super().__init__()
         self.log: list[tuple[int, dict[str, np.ndarray] | None, int]] = []
 
-    def write(self, iteration, arrays, rows=None):
-        n = super().write(iteration, arrays, rows)
+    def write(self, iteration, arrays, rows=None, **kwargs):
+        n = super().write(iteration, arrays, rows, **kwargs)
         logged_rows = None if rows is None else {k: np.array(v, copy=True) for k, v in rows.items()}
         self.log.append((iteration, logged_rows, n))
         return n
@@ -103,7 +104,9 @@ def test_policy_never_exceeds_io_budget_and_image_matches_reference(scenario):
         else:
             assert written <= itemsize * per_save_params + 1e-9
             iteration, rows, _ = store.log[-1]
-            assert iteration == k and rows is not None
+            assert iteration == k
+            if rows is None:  # every block selected: written as a full record
+                rows = {n: np.arange(a.shape[0]) for n, a in traj[k].items()}
             for n, idx in rows.items():
                 reference.values[n][idx] = traj[k][n][idx]
                 reference.saved_at[n][idx] = k
@@ -288,59 +291,6 @@ def test_make_checkpoint_policy_builds_each_kind():
 
 
 # --------------------------------------------------------------------------------------------
-# The Checkpointer image
-
-
-def test_checkpointer_image_and_saved_at_round_robin():
-    rng = np.random.default_rng(0)
-    traj = [{"a": rng.standard_normal((4, 3)), "b": rng.standard_normal((4, 3))} for _ in range(13)]
-    store = InMemoryStore()
-    ckpt = Checkpointer(make_checkpoint_policy("round_robin", 8, 0.25), store)  # 2 blocks every 2 its
-    ckpt.start(traj[0])
-    for k in range(1, 13):
-        ckpt.after_iteration(k, traj[k])
-    assert ckpt.n_saves == 1 + 6
-    # Saves at 2, 4, 6, 8, 10, 12 take blocks (0,1), (2,3), (4,5), (6,7), (0,1), (2,3).
-    expected_at = np.array([10, 10, 12, 12, 6, 6, 8, 8])
-    got_at = np.concatenate([ckpt.image.saved_at["a"], ckpt.image.saved_at["b"]])
-    np.testing.assert_array_equal(got_at, expected_at)
-    for i, k in enumerate(expected_at):
-        name, row = ("a", i) if i < 4 else ("b", i - 4)
-        np.testing.assert_array_equal(ckpt.image.values[name][row], traj[k][name][row])
-    stored = store.read()
-    for n in ("a", "b"):
-        np.testing.assert_array_equal(stored.values[n], ckpt.image.values[n])
-        np.testing.assert_array_equal(stored.saved_at[n], ckpt.image.saved_at[n])
-
-
-def test_checkpointer_image_is_a_copy():
-    x = {"w": np.ones((4, 2))}
-    ckpt = Checkpointer(make_checkpoint_policy("full", 2))
-    ckpt.start(x)
-    x["w"] += 1.0
-    np.testing.assert_array_equal(ckpt.image.values["w"], np.ones((4, 2)))
-    ckpt.after_iteration(2, x)
-    x["w"] += 1.0
-    np.testing.assert_array_equal(ckpt.image.values["w"], np.full((4, 2), 2.0))
-    np.testing.assert_array_equal(ckpt.image.saved_at["w"], [2, 2, 2, 2])
-
-
-def test_checkpointer_requires_start():
-    ckpt = Checkpointer(make_checkpoint_policy("full", 2))
-    with pytest.raises(RuntimeError, match="start"):
-        ckpt.after_iteration(2, {"w": np.zeros((2, 2))})
-
-
-def test_checkpointer_skips_iterations_that_are_not_due():
-    x = {"w": np.ones((4, 2))}
-    ckpt = Checkpointer(make_checkpoint_policy("full", 4))
-    ckpt.start(x)
-    assert [ckpt.after_iteration(k, x) for k in range(1, 9)] == [False, False, False, True] * 2
-    assert ckpt.n_saves == 3
-    assert ckpt.bytes_written == 3 * 8 * 8
-
-
-# --------------------------------------------------------------------------------------------
 # Validation and schedule
 
 
@@ -411,3 +361,107 @@ def test_all_policies_write_the_same_bytes_at_every_multiple_of_C(r):
             written = {name: ckpt.bytes_written for name, ckpt in checkpointers.items()}
             assert len(set(written.values())) == 1, (k, written)
             assert written["full"] == x["w"].nbytes * (1 + k // C)
+
+
+# --------------------------------------------------------------------------------------------
+# The fast priority selection is the full sort's, exactly (ties, unequal widths, NaN).
+
+
+def _slow_priority_mask(change, age, sizes, budget):
+    """The selection as first written: a full lexsort, then the longest prefix within budget."""
+    order = np.lexsort((age, -change))
+    mask = np.zeros(sizes.shape[0], dtype=bool)
+    fits = np.cumsum(sizes[order]) <= budget
+    mask[order[fits]] = True
+    return mask
+
+
+@st.composite
+def _selection_cases(draw):
+    n_arrays = draw(st.integers(1, 4))
+    widths = [draw(st.integers(0, 6)) for _ in range(n_arrays)]
+    n_rows = [draw(st.integers(1, 40)) for _ in range(n_arrays)]
+    layout = BlockLayout(names=tuple(f"a{i}" for i in range(n_arrays)), n_rows=tuple(n_rows), widths=tuple(widths))
+    n = layout.n_blocks
+    # Few distinct values: ties in change, and in age, on both sides of the budget's boundary.
+    pool = draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, np.inf, 1e-300]), min_size=1, max_size=4))
+    change = np.array(draw(st.lists(st.sampled_from(pool), min_size=n, max_size=n)))
+    if draw(st.booleans()):
+        change = change + np.array(draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)))
+    if draw(st.integers(0, 9)) == 0:
+        change[draw(st.integers(0, n - 1))] = np.nan
+    age = np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int64)
+    largest = max(widths)
+    budget = draw(st.integers(largest, max(largest, layout.n_params)))
+    return layout, change, age, budget
+
+
+@settings(max_examples=400, deadline=None)
+@given(_selection_cases())
+def test_priority_selection_equals_the_full_sort(case):
+    from scar.checkpoint.policies import _max_blocks_within, _priority_order_head, _take_within_budget
+
+    layout, change, age, budget = case
+    sizes = layout.block_sizes
+    head = _priority_order_head(change, age, _max_blocks_within(layout, budget))
+    got = _take_within_budget(head, sizes, budget)
+    np.testing.assert_array_equal(got, _slow_priority_mask(change, age, sizes, budget))
+    assert int(sizes[got].sum()) <= budget
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_priority_select_equals_the_full_sort_on_arrays(data):
+    # End to end through select(): float64 and integer arrays, equal and unequal widths, ties.
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n_arrays = data.draw(st.integers(1, 3))
+    dtype = data.draw(st.sampled_from([np.float64, np.int64]))
+    shapes = [(data.draw(st.integers(1, 30)), data.draw(st.integers(1, 4))) for _ in range(n_arrays)]
+    saved = {f"p{i}": rng.integers(-2, 3, size=s).astype(dtype) for i, s in enumerate(shapes)}
+    current = {n: (a + rng.integers(-1, 2, size=a.shape)).astype(dtype) for n, a in saved.items()}  # many ties
+    saved_at = {n: rng.integers(0, 3, size=a.shape[0]).astype(np.int64) for n, a in saved.items()}
+    layout = BlockLayout.from_arrays(current)
+    r = data.draw(st.sampled_from([0.125, 0.25, 0.5, 1.0]))
+    policy = PriorityCheckpoint(8, r)
+    assume(max(layout.widths) <= int(r * layout.n_params))
+    image = Checkpoint(values=saved, saved_at=saved_at)
+    diffs = [current[n].astype(np.float64) - saved[n].astype(np.float64) for n in layout.names]
+    change = np.concatenate([np.sqrt(np.einsum("ij,ij->i", d, d)) for d in diffs])
+    age = np.concatenate([saved_at[n] for n in layout.names])
+    want = _slow_priority_mask(change, age, layout.block_sizes, policy.budget(layout))
+    np.testing.assert_array_equal(policy.select(8, layout, current, image), want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_selection_cases(), st.sampled_from(POLICY_NAMES), st.integers(0, 1000))
+def test_no_policy_selects_more_than_its_budget(case, name, seed):
+    layout, _, _, _ = case
+    fraction = 0.5 if name != "full" else 1.0
+    policy = make_checkpoint_policy(name, 8, fraction, seed=seed)
+    assume(max(layout.widths) <= int(np.floor(policy.fraction * layout.n_params + 1e-9)))
+    rng = np.random.default_rng(seed)
+    current = {n: rng.standard_normal((r, w)) for n, r, w in zip(layout.names, layout.n_rows, layout.widths)}
+    image = _image({n: np.zeros_like(a) for n, a in current.items()})
+    for k in (4, 8, 12):
+        mask = policy.select(k, layout, current, image)
+        assert int(layout.block_sizes[mask].sum()) <= policy.budget(layout)
+        assert mask.any() or layout.n_params == 0
+
+
+def test_policy_config_identifies_the_policy():
+    assert make_checkpoint_policy("priority", 8, 0.25).config() == {"name": "priority", "interval": 8, "fraction": 0.25}
+    assert make_checkpoint_policy("random", 8, 0.25, seed=3).config()["seed"] == 3
+    assert make_checkpoint_policy("full", 8, 0.25).config()["fraction"] == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(_selection_cases())
+def test_equal_width_selection_equals_the_full_sort(case):
+    from scar.checkpoint.policies import _priority_top_equal_width
+
+    layout, change, age, budget = case
+    width = max(layout.widths)
+    assume(width > 0 and not np.isnan(change).any())
+    one_width = BlockLayout(names=("a",), n_rows=(layout.n_blocks,), widths=(width,))
+    got = _priority_top_equal_width(change, age, budget // width)
+    np.testing.assert_array_equal(got, _slow_priority_mask(change, age, one_width.block_sizes, budget))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from scar.core import _rows
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 
 
@@ -130,3 +133,122 @@ def test_row_masks_rejects_a_mask_of_the_wrong_length():
     layout = BlockLayout.from_arrays({"a": np.zeros((3, 2)), "b": np.zeros((2, 5))})
     with pytest.raises(ValueError, match=r"\(5,\)"):
         layout.row_masks(np.ones(4, dtype=bool))
+
+
+# -- change norms: chunked, without model-sized copies, bit-identical for float64 and integers --
+
+
+def _historical_block_distances(layout, a, b):
+    """block_distances as first written: whole-array float64 copies, one einsum."""
+    return np.concatenate(
+        [
+            np.sqrt(np.einsum("ij,ij->i", d, d))
+            for d in (np.asarray(a[n], dtype=np.float64) - np.asarray(b[n], dtype=np.float64) for n in layout.names)
+        ]
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shapes=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 70)), min_size=1, max_size=3),
+    dtype=st.sampled_from(["float64", "int64", "int32", "uint8", "float16", "bool"]),
+    chunk_bytes=st.sampled_from([8, 64, 1000, 1 << 20]),
+)
+def test_block_distances_bit_identical_to_the_whole_array_formula(seed, shapes, dtype, chunk_bytes):
+    rng = np.random.default_rng(seed)
+
+    def draw(shape):
+        if dtype == "float64":
+            return rng.standard_normal(shape) * 10.0 ** rng.integers(-8, 8)
+        if dtype == "float16":
+            return (rng.standard_normal(shape) * 100).astype(dtype)
+        if dtype == "bool":
+            return rng.random(shape) < 0.5
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+
+    a = {f"p{i}": draw(s) for i, s in enumerate(shapes)}
+    b = {n: draw(v.shape) for n, v in a.items()}
+    layout = BlockLayout.from_arrays(a)
+    old_chunk = _rows._CHUNK_BYTES
+    _rows._CHUNK_BYTES = chunk_bytes  # many chunks, ragged last chunk
+    try:
+        got = layout.block_distances(a, b)
+    finally:
+        _rows._CHUNK_BYTES = old_chunk
+    want = _historical_block_distances(layout, a, b)
+    assert got.dtype == np.float64
+    assert got.tobytes() == want.tobytes()
+
+
+def test_block_distances_of_non_contiguous_arrays_keep_the_formula():
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((50, 42))
+    a = {"w": base[::2, ::3], "f": np.asfortranarray(rng.standard_normal((20, 9)))}
+    b = {"w": base[1::2, 1::3], "f": rng.standard_normal((20, 9))}
+    layout = BlockLayout.from_arrays(a)
+    assert layout.block_distances(a, b).tobytes() == _historical_block_distances(layout, a, b).tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_float32_block_distances_sum_in_float64(threads, monkeypatch):
+    rng = np.random.default_rng(4)
+    a = {"w": rng.standard_normal((257, 1031)).astype(np.float32)}
+    b = {"w": (a["w"] + rng.standard_normal((257, 1031)).astype(np.float32) * 1e-3).astype(np.float32)}
+    layout = BlockLayout.from_arrays(a)
+    monkeypatch.setattr(_rows, "_THREAD_MIN_BYTES", 0)
+    _rows.set_num_threads(threads)
+    try:
+        got = layout.block_distances(a, b)
+    finally:
+        _rows.set_num_threads(1)
+    want = _historical_block_distances(layout, a, b)
+    # The float32 difference rounds once (relative 6e-8); a float32 sum would be far worse here.
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # Threads split rows, never a row: the same bits whatever the split.
+    assert got.tobytes() == layout.block_distances(a, b).tobytes()
+    # The numpy fallback (no numba) does the same arithmetic up to summation order.
+    out = np.empty(257)
+    _rows._chunked(a["w"], b["w"], out, float32_difference=True)
+    np.testing.assert_allclose(np.sqrt(out), want, rtol=1e-6)
+
+
+def test_float32_nan_and_inf_propagate():
+    a = {"w": np.array([[1.0, np.nan], [np.inf, 0.0], [1.0, 2.0]], dtype=np.float32)}
+    b = {"w": np.zeros((3, 2), dtype=np.float32)}
+    d = BlockLayout.from_arrays(a).block_distances(a, b)
+    assert np.isnan(d[0]) and np.isinf(d[1]) and d[2] == pytest.approx(np.sqrt(5.0))
+
+
+def test_set_num_threads_rejects_non_positive():
+    with pytest.raises(ValueError, match="threads"):
+        _rows.set_num_threads(0)
+    assert _rows.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.complex128])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_copy_rows_and_gather_rows(dtype, threads, monkeypatch):
+    rng = np.random.default_rng(5)
+    src = (rng.standard_normal((40, 6)) * 100).astype(dtype)
+    dst = np.zeros_like(src)
+    idx = np.array([0, 3, 4, 17, 39], dtype=np.int64)
+    monkeypatch.setattr(_rows, "_THREAD_MIN_BYTES", 0)
+    _rows.set_num_threads(threads)
+    try:
+        _rows.copy_rows(src, idx, dst)
+        _rows.copy_rows(src, idx[:0], dst)
+    finally:
+        _rows.set_num_threads(1)
+    want = np.zeros_like(src)
+    want[idx] = src[idx]
+    np.testing.assert_array_equal(dst, want)
+    buf = np.full((8, 6), 7, dtype=dtype)
+    view = _rows.gather_rows(src, idx, buf)
+    np.testing.assert_array_equal(view, src[idx])
+    assert np.shares_memory(view, buf) and view.shape == (5, 6)
+    # Non-contiguous source rows (a column slice) copy too.
+    dst2 = np.zeros((40, 3), dtype=dtype)
+    _rows.copy_rows(src[:, ::2], idx, dst2)
+    np.testing.assert_array_equal(dst2[idx], src[idx][:, ::2])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tempfile
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scar.checkpoint.codecs import EncodedRows, RawCodec
 from scar.checkpoint.stores import (
     CheckpointError,
     CheckpointStore,
@@ -227,9 +230,11 @@ def test_flipped_payload_byte_is_detected(tmp_path):
     _two_saves(tmp_path)
     rec = tmp_path / "ckpt-0000000001.rec"
     data = bytearray(rec.read_bytes())
-    # Framing: 8 magic bytes, 8-byte little-endian header length, 32-byte header sha256, header.
+    # Framing: 8 magic bytes, 8-byte little-endian header length, 32-byte header sha256, header;
+    # the payload is the row indices (8 bytes), then the values: flip a byte of the values.
     payload_start = 48 + int.from_bytes(data[8:16], "little")
-    data[(payload_start + len(data)) // 2] ^= 0x01
+    assert len(data) - payload_start == 8 + 5 * 4
+    data[payload_start + 8 + 10] ^= 0x01
     rec.write_bytes(bytes(data))
     with pytest.raises(CorruptCheckpointError, match=r"ckpt-0000000001\.rec.*payload checksum"):
         DirectoryStore(tmp_path).read()
@@ -370,3 +375,174 @@ def test_stores_match_reference_model(steps):
         for store in [*stores, DirectoryStore(d)]:
             _assert_image(store, ref_values, ref_saved)
         assert stores[0].bytes_written == stores[1].bytes_written == ref_bytes
+
+
+# -- encoded writes, record info, bytes apart from values --------------------------------
+
+
+def test_write_encoded_matches_write(make_store):
+    arrays = _arrays(0)
+    raw = RawCodec()
+    a, b = make_store(), InMemoryStore()
+    assert a.write_encoded(0, raw, {n: raw.encode(v, None) for n, v in arrays.items()}) == b.write(0, arrays)
+    new = _arrays(1)
+    rows = {"w": np.array([1, 4]), "counts": np.array([0])}
+    enc = {n: raw.encode(new[n][r], None) for n, r in rows.items()}
+    assert a.write_encoded(3, raw, enc, rows) == b.write(3, new, rows) == 2 * 3 * 8 + 5 * 4
+    ref = b.read()
+    _assert_image(a, ref.values, ref.saved_at)
+    assert a.bytes_written == b.bytes_written
+    assert a.index_bytes_written == b.index_bytes_written == 3 * 8
+
+
+@pytest.mark.parametrize(
+    ("rows", "encoded", "match"),
+    [
+        ({"w": np.array([4, 1])}, {"w": (2, 3)}, "sorted and unique"),
+        ({"w": np.array([1, 1])}, {"w": (2, 3)}, "sorted and unique"),
+        ({"w": np.array([1, 4])}, {"w": (3, 3)}, r"'w'.*\(3, 3\).*\(2, 3\)"),
+        ({"w": np.array([1])}, {"counts": (1, 5)}, "rows are given for arrays"),
+        ({"w": np.array([9])}, {"w": (1, 3)}, "out of range"),
+    ],
+)
+def test_write_encoded_validates(make_store, rows, encoded, match):
+    store = make_store()
+    store.write(0, _arrays())
+    raw = RawCodec()
+    enc = {n: raw.encode(np.zeros(shape), None) for n, shape in encoded.items()}
+    with pytest.raises(ValueError, match=match):
+        store.write_encoded(1, raw, enc, rows)
+    other = EncodedRows("q8", (1, 3), np.dtype(np.float64), (np.zeros((1, 3), dtype=np.int8),))
+    with pytest.raises(ValueError, match="'q8'"):
+        store.write_encoded(1, raw, {"w": other}, {"w": np.array([0])})
+    assert store.bytes_written == 6 * 3 * 8 + 4 * 5 * 4
+
+
+def test_last_record_and_meta(make_store):
+    store = make_store()
+    assert store.last_record() is None
+    store.write(0, _arrays(), meta={"checkpointer": {"n_saves": 1}})
+    store.write(5, _arrays(1), rows={"w": np.array([2])})
+    info = store.last_record()
+    assert (info.seq, info.iteration, info.kind, info.codec, info.meta) == (1, 5, "partial", "raw", None)
+    store.write(6, _arrays(2), meta={"x": [1, 2.5, "a"]})
+    assert store.last_record().meta == {"x": [1, 2.5, "a"]} and store.last_record().kind == "full"
+    with pytest.raises(ValueError, match="JSON"):
+        store.write(7, _arrays(2), meta={"x": object()})
+
+
+def test_directory_store_reports_its_newest_record_after_reopening(tmp_path):
+    store = DirectoryStore(tmp_path)
+    store.write(0, _arrays(), meta={"k": 0})
+    store.write(2, _arrays(), rows={"w": np.array([0])}, meta={"k": 2})
+    assert DirectoryStore(tmp_path).last_record().meta == {"k": 2}
+    assert store.file_bytes_written > store.bytes_written + store.index_bytes_written
+
+
+@pytest.mark.parametrize("checksum", ["sha256", "blake2b-256"])
+def test_checksums(tmp_path, checksum):
+    store, want, saved_at = _two_saves_with(tmp_path, checksum=checksum)
+    _assert_image(DirectoryStore(tmp_path), want, saved_at)  # a reader takes what the record names
+    rec = tmp_path / "ckpt-0000000001.rec"
+    data = bytearray(rec.read_bytes())
+    data[-1] ^= 0x80
+    rec.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="payload checksum"):
+        DirectoryStore(tmp_path).read()
+    with pytest.raises(ValueError, match="unknown checksum 'md5'"):
+        DirectoryStore(tmp_path, checksum="md5")
+
+
+def _two_saves_with(path: Path, **kw) -> tuple[DirectoryStore, dict, dict]:
+    store = DirectoryStore(path, **kw)
+    a0, a1 = _arrays(0), _arrays(1)
+    store.write(0, a0)
+    store.write(1, a1, rows={"counts": np.array([2])})
+    want = {n: a.copy() for n, a in a0.items()}
+    want["counts"][2] = a1["counts"][2]
+    return store, want, {"w": np.zeros(6), "counts": np.array([0, 0, 1, 0])}
+
+
+def _header_of(rec: Path) -> tuple[bytearray, int, dict]:
+    data = bytearray(rec.read_bytes())
+    n = int.from_bytes(data[8:16], "little")
+    return data, n, json.loads(bytes(data[48 : 48 + n]))
+
+
+def _rewrite_header(rec: Path, data: bytearray, n: int, header: dict) -> None:
+    """Replace the header, with a valid header checksum: only the checks after it can object."""
+    hb = json.dumps(header, sort_keys=True).encode()
+    prefix = bytes(data[:8]) + len(hb).to_bytes(8, "little") + hashlib.sha256(hb).digest()
+    rec.write_bytes(prefix + hb + bytes(data[48 + n :]))
+
+
+def test_flipped_row_index_byte_is_detected(tmp_path):
+    _two_saves(tmp_path)
+    rec = tmp_path / "ckpt-0000000001.rec"
+    data, n, _ = _header_of(rec)
+    data[48 + n] ^= 0x01  # the first byte of the partial record's row indices
+    rec.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="payload checksum"):
+        DirectoryStore(tmp_path).read()
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda h: h.update(codec="zstd"), "unknown checkpoint codec 'zstd'"),
+        (lambda h: h.update(format=1), "unsupported record format 1"),
+        (lambda h: h.update(payload_bytes=h["payload_bytes"] + 8), "payload bytes"),
+        (lambda h: h["arrays"][0].update(rows=None), "malformed"),
+        (lambda h: h["arrays"][0]["buffers"][0].update(shape=[2, 5]), "payload bytes"),
+        (lambda h: h.update(digest="0" * 64), "payload checksum"),
+        (lambda h: h.pop("meta"), "missing header fields"),
+    ],
+    ids=["codec", "format", "size", "kind", "buffer", "digest", "field"],
+)
+def test_inconsistent_header_is_detected(tmp_path, edit, match):
+    _two_saves(tmp_path)
+    rec = tmp_path / "ckpt-0000000001.rec"
+    data, n, header = _header_of(rec)
+    edit(header)
+    _rewrite_header(rec, data, n, header)
+    with pytest.raises(CorruptCheckpointError, match=match):
+        DirectoryStore(tmp_path).read()
+
+
+def test_trailing_bytes_are_detected(tmp_path):
+    _two_saves(tmp_path)
+    rec = tmp_path / "ckpt-0000000001.rec"
+    rec.write_bytes(rec.read_bytes() + b"\0")
+    with pytest.raises(CorruptCheckpointError, match="payload is"):
+        DirectoryStore(tmp_path).read()
+
+
+def test_format_1_records_are_named_not_misread(tmp_path):
+    (tmp_path / "ckpt-0000000000.rec").write_bytes(b"SCARREC1" + bytes(40) + b"{}")
+    with pytest.raises(CorruptCheckpointError, match="record format 1"):
+        DirectoryStore(tmp_path).read()
+
+
+@pytest.mark.parametrize("fail_at", ["fsync", "replace"])
+def test_killed_large_write_leaves_previous_checkpoint(tmp_path, monkeypatch, fail_at):
+    # Large enough to be hashed on a second thread while it is written: that path must clean up too.
+    big = {"w": np.random.default_rng(0).standard_normal((1024, 1024))}
+    store = DirectoryStore(tmp_path)
+    store.write(0, big)
+    before = _record_files(tmp_path)
+
+    def crash(*args, **kwargs):
+        raise OSError("simulated crash")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, fail_at, crash)
+        with pytest.raises(OSError, match="simulated crash"):
+            store.write(1, {"w": big["w"] + 1})
+    assert _record_files(tmp_path) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    _assert_image(DirectoryStore(tmp_path), big, {"w": np.zeros(1024)})
+    half = {"w": big["w"] * 2}
+    store.write(2, half, rows={"w": np.arange(0, 1024, 2)})
+    want = big["w"].copy()
+    want[::2] = half["w"][::2]
+    _assert_image(DirectoryStore(tmp_path), {"w": want}, {"w": np.tile([2, 0], 512)})
