@@ -105,45 +105,24 @@ def _save_every(interval: int, fraction: float) -> int:
 
 
 def _take_within_budget(order: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
-    """Mask of the longest prefix of ``order`` whose block sizes fit in ``budget``."""
-    mask = np.zeros(sizes.shape[0], dtype=bool)
-    fits = np.cumsum(sizes[order]) <= budget
-    mask[order[fits]] = True
-    return mask
+    """Mask of the blocks a save takes, walking ``order``: each block that still fits in what is
+    left of ``budget`` is taken, one that does not is skipped (a wide block does not stop the
+    narrower ones after it), so the save fills its budget as far as the blocks allow.
 
-
-def _max_blocks_within(layout: BlockLayout, budget: int) -> int:
-    """Most blocks any set within ``budget`` can hold: the smallest blocks, taken greedily."""
-    total, count = 0, 0
-    for width, n in sorted(zip(layout.widths, layout.n_rows)):
-        take = n if width == 0 else min(n, (budget - total) // width)
-        count += take
-        total += take * width
-        if take < n:
-            break
-    return count
-
-
-def _priority_order_head(change: np.ndarray, age: np.ndarray, max_fit: int) -> np.ndarray:
-    """The first ``max_fit + 1`` blocks of the priority order ``lexsort((age, -change))``.
-
-    The order is: largest change first, then oldest save, then lower block id. No set of
-    ``max_fit + 1`` blocks fits the budget, so :func:`_take_within_budget` on this head gives the
-    same mask as on the whole order. The head is found in linear time: ``np.partition`` gives
-    the key of its last block; the blocks strictly before that key and every block tied with it
-    are the only candidates, and only they are lexsorted (ties are resolved exactly as the full
-    sort would).
+    Vectorised by passes: each takes the longest prefix that fits, then drops from the rest of
+    the order every block wider than what is left; at most one pass per distinct width.
     """
-    n = change.shape[0]
-    k = max_fit + 1
-    neg = -change
-    if k >= n or np.isnan(change).any():
-        # NaN sorts last in both lexsort and partition, but `<=` against NaN is never true.
-        return np.lexsort((age, neg))
-    threshold = np.partition(neg, k - 1)[k - 1]
-    cand = np.flatnonzero(neg <= threshold)  # ascending ids: lexsort is stable
-    head = cand[np.lexsort((age[cand], neg[cand]))]
-    return head[:k]
+    mask = np.zeros(sizes.shape[0], dtype=bool)
+    rest = np.asarray(order)
+    left = int(budget)
+    while rest.size:
+        fits = np.cumsum(sizes[rest]) <= left
+        n = int(np.argmin(fits)) if not fits.all() else rest.size
+        mask[rest[:n]] = True
+        left -= int(sizes[rest[:n]].sum())
+        rest = rest[n + 1 :]  # rest[n] did not fit: skipped
+        rest = rest[sizes[rest] <= left]
+    return mask
 
 
 def _priority_top_equal_width(change: np.ndarray, age: np.ndarray, m: int) -> np.ndarray:
@@ -198,8 +177,8 @@ class PriorityCheckpoint(CheckpointPolicy):
         widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
         if len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
             return _priority_top_equal_width(change, age, budget // min(widths))
-        order = _priority_order_head(change, age, _max_blocks_within(layout, budget))
-        return _take_within_budget(order, layout.block_sizes, budget)
+        # Unequal widths: skipping a wide block may let any later one in, so the whole order.
+        return _take_within_budget(np.lexsort((age, -change)), layout.block_sizes, budget)
 
 
 class RoundRobinCheckpoint(CheckpointPolicy):
