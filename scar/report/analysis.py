@@ -255,6 +255,7 @@ def results_table(summary: pd.DataFrame, measure: str = "rework_fractional") -> 
             for s in strategies:
                 e = g[(g["strategy"] == s) & ((g["r"] == r) | (g["r"] == 1.0))]
                 if e.empty:
+                    row[s] = "—"  # not measured on this model (rebuild where it has nothing to rebuild)
                     continue
                 e = e.iloc[0]
                 row["trials"] = int(e["n_trials"])
