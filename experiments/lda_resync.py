@@ -1,7 +1,8 @@
 """How LDA's sampler is kept valid after a recovery, and what that choice costs.
 
 Restored word-topic counts are stale: they no longer count the workers' token assignments.
-The `lda` model keeps sampling with the server's counts (clipping at zero) and rebuilds them
+The `lda` model keeps sampling with the server's counts (a move the stale table cannot apply is
+not applied) and rebuilds them
 from the assignments every ``resync_every`` sweeps. This script runs the default LDA
 experiment (Reuters excerpt, K = 20) under resync_every = 1 (rebuilt after every sweep),
 10 (the default) and 0 (never), with the same failures, and prints the rework of traditional

@@ -256,7 +256,8 @@ def format_plan(p: Plan, top: int = 8) -> str:
         f"recommended: {p.best['strategy']} with C = {int(p.best['C'])}, r = {p.best['r']:g}",
         f"expected saving against traditional at Young/Daly's interval: {p.saving:.1%} of the fault-tolerance overhead "
         f"({p.time_saving:.2%} of the total time per iteration)",
-        "costs are seconds per iteration; E[rework] is the bound at the estimated perturbation (an estimate, see `scar.planner.plan`)",
+        "costs are seconds per iteration; E[rework] is a whole-job restart's staleness for traditional and, for partial"
+        " strategies, the bound at the estimated perturbation (an estimate, see `scar.planner.plan`)",
     ]
     return "\n".join(lines)
 
