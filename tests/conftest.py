@@ -48,3 +48,19 @@ def quadratic_baseline():
 
     model = make_model("quadratic", {"curvature_min": 0.5, "curvature_max": 1.0, "step_size": 0.1})
     return model, run_baseline(model, None, seed=0, max_iters=150, tol=0.001, final_window=5)
+
+
+def random_walk(shapes, dtype, n_iters, seed, *, scale=1.0, step=1.0):
+    """A trajectory x_0 .. x_n of named 2D arrays (``p0``, ``p1``, ...): each step moves a random
+    60% of the rows by amounts of random size (``step``, exponentially distributed)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = {f"p{i}": (rng.standard_normal(s) * scale).astype(dtype) for i, s in enumerate(shapes)}
+    out = [{n: a.copy() for n, a in x.items()}]
+    for _ in range(n_iters):
+        for a in x.values():
+            moving = rng.random(a.shape[0]) < 0.6
+            a[moving] += (rng.standard_normal((int(moving.sum()), a.shape[1])) * rng.exponential(step)).astype(dtype)
+        out.append({n: a.copy() for n, a in x.items()})
+    return out

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import random_walk
 from scar.checkpoint.checkpointer import Checkpointer, replay
 from scar.checkpoint.codecs import CODECS, Codec, EncodedRows
 from scar.checkpoint.policies import make_checkpoint_policy
@@ -23,19 +24,6 @@ from scar.checkpoint.stores import Checkpoint, DirectoryStore, InMemoryStore, Mi
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY_NAMES = ("full", "priority", "round_robin", "random")
-
-
-def _walk(shapes, dtype, n_iters, seed):
-    """x_0 .. x_n: each step moves a random subset of rows by random amounts."""
-    rng = np.random.default_rng(seed)
-    x = {f"p{i}": (rng.standard_normal(s) * 10).astype(dtype) for i, s in enumerate(shapes)}
-    out = [{n: a.copy() for n, a in x.items()}]
-    for _ in range(n_iters):
-        for a in x.values():
-            moving = rng.random(a.shape[0]) < 0.6
-            a[moving] += (rng.standard_normal((int(moving.sum()), a.shape[1])) * rng.exponential(3.0)).astype(dtype)
-        out.append({n: a.copy() for n, a in x.items()})
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +106,7 @@ def _runs(draw):
 @given(run=_runs(), store_kind=st.sampled_from(["memory", "directory"]))
 def test_same_saves_as_the_reference_checkpointer(run, store_kind, tmp_path_factory):
     shapes, dtype, r, C, n_iters, name, seed = run
-    traj = _walk(shapes, dtype, n_iters, seed)
+    traj = random_walk(shapes, dtype, n_iters, seed, scale=10.0, step=3.0)
     if dtype == np.float32:
         # float32 norms may differ from the float64 formula in the last bits: only exact ties
         # decide differently, so compare on a trajectory without near-ties (integers in float32).
@@ -234,7 +222,7 @@ def test_iterations_must_increase():
 
 
 def _trajectory(n_iters=30, seed=0):
-    traj = _walk([(16, 3), (8, 2)], np.float64, n_iters, seed)
+    traj = random_walk([(16, 3), (8, 2)], np.float64, n_iters, seed, scale=10.0, step=3.0)
     return traj, (lambda k: traj[k])
 
 
@@ -489,7 +477,7 @@ def test_a_lossy_codec_image_is_what_a_restore_returns(tmp_path, monkeypatch, st
 def test_bytes_counted_are_the_bytes_the_codec_wrote(monkeypatch, run, codec):
     monkeypatch.setitem(CODECS, "q8", _QuantDelta)
     shapes, dtype, r, C, n_iters, name, seed = run
-    traj = _walk(shapes, np.float64, n_iters, seed)
+    traj = random_walk(shapes, np.float64, n_iters, seed, scale=10.0, step=3.0)
     written = []
 
     class Logging(InMemoryStore):

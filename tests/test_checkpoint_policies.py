@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import random_walk
 from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.policies import (
     CHECKPOINT_POLICIES,
@@ -66,24 +67,11 @@ def _scenarios(draw):
     return shapes, dtype, float(r), C, n_iters, policy, seed
 
 
-def _random_walk(shapes, dtype, n_iters, seed):
-    """x_0, x_1, ..., x_n: each step moves a random subset of rows by random amounts."""
-    rng = np.random.default_rng(seed)
-    x = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
-    out = [{n: a.copy() for n, a in x.items()}]
-    for _ in range(n_iters):
-        for a in x.values():
-            moving = rng.random(a.shape[0]) < 0.6
-            a[moving] += (rng.standard_normal((int(moving.sum()), a.shape[1])) * rng.exponential(1.0)).astype(dtype)
-        out.append({n: a.copy() for n, a in x.items()})
-    return out
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_scenarios())
 def test_policy_never_exceeds_io_budget_and_image_matches_reference(scenario):
     shapes, dtype, r, C, n_iters, name, seed = scenario
-    traj = _random_walk(shapes, dtype, n_iters, seed)
+    traj = random_walk(shapes, dtype, n_iters, seed)
     layout = BlockLayout.from_arrays(traj[0])
     d = layout.n_params
     itemsize = np.dtype(dtype).itemsize
