@@ -46,12 +46,12 @@ def test_raw_rejects_other_encodings():
 
 
 def test_registry_and_make_codec():
-    assert set(CODECS) == {"raw"}
+    assert set(CODECS) == {"raw", "delta", "quantized", "lc"}
     assert isinstance(make_codec("raw"), RawCodec) and isinstance(make_codec(None), RawCodec)
     assert RawCodec.lossless and not RawCodec.needs_previous
     mine = RawCodec()
     assert make_codec(mine) is mine
-    with pytest.raises(ValueError, match=r"unknown checkpoint codec 'zstd'; expected one of \['raw'\]"):
+    with pytest.raises(ValueError, match=r"unknown checkpoint codec 'zstd'; expected one of \['delta', 'lc', 'quantized', 'raw'\]"):
         make_codec("zstd")
 
 
@@ -71,3 +71,114 @@ def test_a_codec_is_one_class():
     assert enc.nbytes == 4
     assert Half().decode(enc, None)[0, 1] != x[0, 1]
     assert repr(Half()) == "Half()"
+
+
+# --------------------------------------------------------------------------------------------
+# delta, quantized, lc (LC-Checkpoint)
+
+
+def _moved(seed=0, shape=(40, 16), dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    prev = rng.standard_normal(shape).astype(dtype)
+    x = prev.copy()
+    moving = rng.random(shape[0]) < 0.5
+    x[moving] += (0.01 * rng.standard_normal((int(moving.sum()), shape[1]))).astype(dtype)
+    return prev, x
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.int64])
+def test_delta_round_trips_bit_for_bit_with_raw_bytes(dtype):
+    prev, x = _moved(dtype=np.float64)
+    prev, x = (prev * 1000).astype(dtype), (x * 1000).astype(dtype)
+    codec = make_codec("delta")
+    enc = codec.encode(x, prev)
+    assert enc.nbytes == x.nbytes
+    assert codec.decode(enc, prev).tobytes() == x.tobytes()
+    full = codec.encode(x, None)
+    assert codec.decode(full, None).tobytes() == x.tobytes()
+    with pytest.raises(ValueError, match="previous"):
+        codec.decode(enc, None)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+def test_quantized_error_is_within_its_buckets_and_bytes_are_bits_per_element(bits):
+    prev, x = _moved(seed=bits)
+    codec = make_codec("quantized", bits=bits)
+    enc = codec.encode(x, prev)
+    n = x.size
+    assert enc.nbytes == -(-n * bits // 8) + 8 * len(enc.buffers[-1])
+    assert len(enc.buffers[-1]) <= 2**bits - 1
+    got = codec.decode(enc, prev)
+    d, err = x - prev, got - x
+    # An element of a kept bucket is off by less than its bucket's width (values in one binary
+    # exponent differ by < 2^e); a dropped element is off by its whole (smaller) change.
+    assert np.all(np.abs(err) <= np.abs(d) + 1e-12)
+    # Unchanged rows decode to their previous values exactly.
+    still = np.all(d == 0, axis=1)
+    assert np.array_equal(got[still], prev[still])
+    # More bits, smaller error.
+    if bits < 8:
+        finer = make_codec("quantized", bits=bits + 1)
+        assert np.linalg.norm(finer.decode(finer.encode(x, prev), prev) - x) <= np.linalg.norm(err) + 1e-15
+
+
+def test_quantized_with_error_feedback_does_not_accumulate_error():
+    # Repeated saves of a drifting row against the image (the lossy reconstruction): the error
+    # stays at the last step's quantisation, it does not grow with the number of saves.
+    rng = np.random.default_rng(1)
+    codec = make_codec("quantized", bits=2)
+    x = rng.standard_normal((8, 32))
+    image = x.copy()
+    errors = []
+    for _ in range(50):
+        x = x + 0.01 * rng.standard_normal(x.shape)
+        image = codec.decode(codec.encode(x, image), image)
+        errors.append(np.linalg.norm(image - x))
+    assert max(errors[25:]) < 3 * max(errors[:5])
+
+
+def test_lc_compresses_the_indices_of_a_quiet_row_and_decodes_as_quantized():
+    rng = np.random.default_rng(2)
+    prev = rng.standard_normal((200, 64))
+    x = prev.copy()
+    x[:10] += 0.1 * rng.standard_normal((10, 64))  # 5% of rows moved: most indices are 0
+    q, lc = make_codec("quantized", bits=3), make_codec("lc", bits=3)
+    eq, el = q.encode(x, prev), lc.encode(x, prev)
+    assert el.nbytes < 0.5 * eq.nbytes < 0.5 * x.nbytes
+    np.testing.assert_array_equal(lc.decode(el, prev), q.decode(eq, prev))
+
+
+def test_quantized_refuses_integer_state_and_bad_bits():
+    with pytest.raises(ValueError, match="must stay exact"):
+        make_codec("quantized").encode(np.ones((2, 2), dtype=np.int32), np.zeros((2, 2), dtype=np.int32))
+    with pytest.raises(ValueError, match="bits must be an integer in"):
+        make_codec("quantized", bits=9)
+
+
+@pytest.mark.parametrize("name", ["delta", "quantized", "lc"])
+def test_codecs_through_a_directory_store_read_back_the_image_and_count_what_they_wrote(tmp_path, name):
+    from scar.checkpoint.checkpointer import Checkpointer
+    from scar.checkpoint.policies import PriorityCheckpoint
+    from scar.checkpoint.stores import DirectoryStore
+
+    rng = np.random.default_rng(3)
+    params = {"w": rng.standard_normal((64, 8)), "b": rng.standard_normal((16, 4))}
+    store = DirectoryStore(tmp_path, keep_history=True)
+    ckpt = Checkpointer(PriorityCheckpoint(interval=4, fraction=0.25), store, codec=name)
+    ckpt.start(params)
+    written = [store.bytes_written]
+    for k in range(1, 13):
+        params = {n: a + 0.05 * rng.standard_normal(a.shape) for n, a in params.items()}
+        ckpt.after_iteration(k, params)
+        written.append(store.bytes_written)
+    back = DirectoryStore(tmp_path).read()
+    for n in params:
+        np.testing.assert_array_equal(back.values[n], ckpt.image.values[n])
+        np.testing.assert_array_equal(back.saved_at[n], ckpt.image.saved_at[n])
+    assert ckpt.bytes_written == store.bytes_written == written[-1]
+    if name == "delta":  # lossless: the image is the saved values
+        for n in params:
+            rows = ckpt.image.saved_at[n] == 12
+            assert np.array_equal(ckpt.image.values[n][rows], params[n][rows])
+    else:  # lossy partial records write fewer bytes than raw rows would
+        assert written[-1] - written[0] < 0.5 * (sum(a.nbytes for a in params.values()) * 0.25 * 12)
