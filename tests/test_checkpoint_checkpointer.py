@@ -41,9 +41,13 @@ def _old_block_distances(layout, a, b):
 
 
 def _old_take_within_budget(order, sizes, budget):
+    # Written plainly: walk the order, take each block that still fits, skip the others.
     mask = np.zeros(sizes.shape[0], dtype=bool)
-    fits = np.cumsum(sizes[order]) <= budget
-    mask[order[fits]] = True
+    left = budget
+    for b in order:
+        if sizes[b] <= left:
+            mask[b] = True
+            left -= sizes[b]
     return mask
 
 

@@ -122,14 +122,13 @@ def test_tiny_config_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_pat
 
 
 def test_a_failing_cluster_job_fails_the_run_shows_its_log_and_keeps_finished_trials(cluster, tmp_path, tiny_config):
-    # A second experiment whose trials can only fail when they run: the quadratic model's 4 blocks
-    # cannot be spread over the 8 server nodes (known once the model's state exists), while its
-    # baseline (which does not place blocks) trains fine.
+    # A second experiment that can only fail when it runs: a quadratic whose gradient step is so
+    # long that it diverges (|1 - eta * lambda| = 2), which no check can tell before training.
     cfg = copy.deepcopy(tiny_config)
     cfg["datasets"] = {"mnist": cfg["datasets"]["mnist"]}
     cfg["models"] = {
         "mlr": cfg["models"]["mlr"],
-        "quadratic": {"params": {"n_blocks": 4, "width": 2}, "datasets": ["mnist"], "max_iters": 30},
+        "quadratic": {"params": {"n_blocks": 16, "width": 2, "step_size": 3.0}, "datasets": ["mnist"], "max_iters": 30},
     }
     cfg["failures"]["batch_size"] = 2
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
@@ -137,13 +136,15 @@ def test_a_failing_cluster_job_fails_the_run_shows_its_log_and_keeps_finished_tr
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-6000:]
     # The failed job's log is shown, with the reason.
-    assert "Error in rule run_trials" in out
-    assert "4 blocks cannot be spread over 8 server nodes" in out
-    # The failed trials ran on the cluster; the other experiment's finished batches are kept
-    # (the profile's keep-going), nothing was aggregated.
-    failed_logs = sorted((tmp_path / "results" / "logs" / "run_trials" / "quadratic").rglob("*.log"))
+    assert "Error in rule train_baseline" in out
+    assert "the baseline did not make progress" in out
+    # The failed job ran on the cluster; the other experiment's trial batches all finished (the
+    # profile's keep-going), nothing was aggregated.
+    failed_logs = sorted((tmp_path / "results" / "logs" / "train_baseline" / "quadratic").rglob("*.log"))
     assert failed_logs and all(_slurm_ids(p) for p in failed_logs)
     trials = tmp_path / "results" / "trials"
-    assert sorted(p.name for p in (trials / "mlr" / "mnist").glob("*.csv")) == ["batch0.csv", "batch1.csv"]
+    want = scar_config.trial_table(cfg).query("model == 'mlr'").drop_duplicates(["baseline_seed", "batch"])
+    got = sorted(str(p.relative_to(trials / "mlr" / "mnist")) for p in (trials / "mlr" / "mnist").rglob("*.csv"))
+    assert got == sorted(f"seed{r.baseline_seed}/batch{r.batch}.csv" for r in want.itertuples())
     assert not (trials / "quadratic").exists() or not any((trials / "quadratic").rglob("*.csv"))
     assert not (tmp_path / "results" / "tables" / "trials.csv").exists()
