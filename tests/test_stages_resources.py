@@ -82,6 +82,7 @@ def test_memory_scales_with_inputs_and_state(tmp_path):
 
 def test_dry_run_shows_batched_jobs(tmp_path, tiny_config):
     cfg = _with_batch(tiny_config, 3)  # 4 trials -> batches of 3 and 1
+    cfg["baseline"]["seeds"] = 2  # the stochastic experiments: one position per baseline
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
