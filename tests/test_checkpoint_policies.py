@@ -388,7 +388,7 @@ def _selection_cases(draw):
     return layout, change, age, budget
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_selection_cases())
 def test_priority_selection_equals_the_full_sort(case):
     from scar.checkpoint.policies import _take_within_budget
@@ -445,7 +445,7 @@ def test_policy_config_identifies_the_policy():
     assert make_checkpoint_policy("full", 8, 0.25).config()["fraction"] == 1.0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(_selection_cases())
 def test_equal_width_selection_equals_the_full_sort(case):
     from scar.checkpoint.policies import _priority_top_equal_width
@@ -458,7 +458,7 @@ def test_equal_width_selection_equals_the_full_sort(case):
     np.testing.assert_array_equal(got, _slow_priority_mask(change, age, one_width.block_sizes, budget))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(1, 12), st.integers(1, 60)), min_size=1, max_size=4),
     st.sampled_from(["priority", "round_robin", "random"]),
