@@ -64,3 +64,32 @@ def random_walk(shapes, dtype, n_iters, seed, *, scale=1.0, step=1.0):
             a[moving] += (rng.standard_normal((int(moving.sum()), a.shape[1])) * rng.exponential(step)).astype(dtype)
         out.append({n: a.copy() for n, a in x.items()})
     return out
+
+
+#: Every checkpoint policy, by registry name.
+POLICY_NAMES = ("full", "priority", "round_robin", "random")
+
+
+def checkpoint_runs(*, max_rows, dtypes, max_every, max_iters):
+    """A hypothesis strategy of checkpointed runs: ``(shapes, dtype, r, C, n_iters, policy,
+    seed)``, with ``r * C`` whole and no block wider than one save's budget (that is a
+    configuration error, tested on its own)."""
+    from fractions import Fraction
+
+    from hypothesis import assume
+    from hypothesis import strategies as st
+
+    @st.composite
+    def runs(draw):
+        n_arrays = draw(st.integers(1, 3))
+        shapes = [(draw(st.integers(1, max_rows)), draw(st.integers(1, 5))) for _ in range(n_arrays)]
+        dtype = draw(st.sampled_from(dtypes))
+        r = draw(st.sampled_from([Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)]))
+        C = int(draw(st.integers(1, max_every)) / r)
+        n_iters = draw(st.integers(1, max_iters))
+        policy = draw(st.sampled_from(POLICY_NAMES))
+        seed = draw(st.integers(0, 2**32 - 1))
+        assume(max(w for _, w in shapes) <= int(r * sum(a * b for a, b in shapes)))
+        return shapes, dtype, float(r), C, n_iters, policy, seed
+
+    return runs()

@@ -8,22 +8,20 @@ import subprocess
 import sys
 import textwrap
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import random_walk
+from conftest import POLICY_NAMES, checkpoint_runs, random_walk
 from scar.checkpoint.checkpointer import Checkpointer, replay
 from scar.checkpoint.codecs import CODECS, Codec, EncodedRows
 from scar.checkpoint.policies import make_checkpoint_policy
 from scar.checkpoint.stores import Checkpoint, DirectoryStore, InMemoryStore, MissingCheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
-POLICY_NAMES = ("full", "priority", "round_robin", "random")
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,24 +88,11 @@ class _OldCheckpointer:
         return True
 
 
-@st.composite
-def _runs(draw):
-    n_arrays = draw(st.integers(1, 3))
-    shapes = [(draw(st.integers(1, 12)), draw(st.integers(1, 5))) for _ in range(n_arrays)]
-    dtype = draw(st.sampled_from([np.float64, np.int64, np.float32]))
-    r = draw(st.sampled_from([Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)]))
-    every = draw(st.integers(1, 3))
-    C = int(every / r)
-    n_iters = draw(st.integers(1, 30))
-    policy = draw(st.sampled_from(POLICY_NAMES))
-    seed = draw(st.integers(0, 2**32 - 1))
-    n_params = sum(a * b for a, b in shapes)
-    assume(max(w for _, w in shapes) <= int(r * n_params))
-    return shapes, dtype, float(r), C, n_iters, policy, seed
-
-
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(run=_runs(), store_kind=st.sampled_from(["memory", "directory"]))
+@given(
+    run=checkpoint_runs(max_rows=12, dtypes=[np.float64, np.int64, np.float32], max_every=3, max_iters=30),
+    store_kind=st.sampled_from(["memory", "directory"]),
+)
 def test_same_saves_as_the_reference_checkpointer(run, store_kind, tmp_path_factory):
     shapes, dtype, r, C, n_iters, name, seed = run
     traj = random_walk(shapes, dtype, n_iters, seed, scale=10.0, step=3.0)
@@ -477,7 +462,10 @@ def test_a_lossy_codec_image_is_what_a_restore_returns(tmp_path, monkeypatch, st
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(_runs(), st.sampled_from(["raw", "q8"]))
+@given(
+    checkpoint_runs(max_rows=12, dtypes=[np.float64, np.int64, np.float32], max_every=3, max_iters=30),
+    st.sampled_from(["raw", "q8"]),
+)
 def test_bytes_counted_are_the_bytes_the_codec_wrote(monkeypatch, run, codec):
     monkeypatch.setitem(CODECS, "q8", _QuantDelta)
     shapes, dtype, r, C, n_iters, name, seed = run

@@ -51,7 +51,9 @@ def test_registry_and_make_codec():
     assert RawCodec.lossless and not RawCodec.needs_previous
     mine = RawCodec()
     assert make_codec(mine) is mine
-    with pytest.raises(ValueError, match=r"unknown checkpoint codec 'zstd'; expected one of \['delta', 'lc', 'quantized', 'raw'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown checkpoint codec 'zstd'; expected one of \['delta', 'lc', 'quantized', 'raw'\]"
+    ):
         make_codec("zstd")
 
 

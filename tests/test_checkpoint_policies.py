@@ -3,14 +3,12 @@ run is needed."""
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import random_walk
+from conftest import POLICY_NAMES, checkpoint_runs, random_walk
 from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.policies import (
     CHECKPOINT_POLICIES,
@@ -22,8 +20,6 @@ from scar.checkpoint.policies import (
 )
 from scar.checkpoint.stores import Checkpoint, InMemoryStore
 from scar.core.blocks import BlockLayout
-
-POLICY_NAMES = ("full", "priority", "round_robin", "random")
 
 
 class RecordingStore(InMemoryStore):
@@ -50,25 +46,8 @@ def _image(values: dict[str, np.ndarray], saved_at: dict[str, np.ndarray] | None
 # The I/O budget, as a property over random layouts, schedules and trajectories.
 
 
-@st.composite
-def _scenarios(draw):
-    n_arrays = draw(st.integers(1, 3))
-    shapes = [(draw(st.integers(1, 8)), draw(st.integers(1, 5))) for _ in range(n_arrays)]
-    dtype = draw(st.sampled_from([np.float64, np.float32]))
-    r = draw(st.sampled_from([Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)]))
-    every = draw(st.integers(1, 4))  # r * C
-    C = int(every / r)
-    n_iters = draw(st.integers(1, 40))
-    policy = draw(st.sampled_from(POLICY_NAMES))
-    seed = draw(st.integers(0, 2**32 - 1))
-    # A block wider than one save's budget is a configuration error (tested on its own below).
-    n_params = sum(rows * width for rows, width in shapes)
-    assume(max(width for _, width in shapes) <= int(r * n_params))
-    return shapes, dtype, float(r), C, n_iters, policy, seed
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_scenarios())
+@given(checkpoint_runs(max_rows=8, dtypes=[np.float64, np.float32], max_every=4, max_iters=40))
 def test_policy_never_exceeds_io_budget_and_image_matches_reference(scenario):
     shapes, dtype, r, C, n_iters, name, seed = scenario
     traj = random_walk(shapes, dtype, n_iters, seed)
