@@ -178,7 +178,9 @@ class QuantizedCodec(Codec):
     def _quantize(self, values: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bucket index per element (0: no change) and the kept buckets' values."""
         if values.dtype.kind not in "f":
-            raise ValueError(f"the quantized codec takes floating-point arrays; {values.dtype} state must stay exact (raw or delta)")
+            raise ValueError(
+                f"the quantized codec takes floating-point arrays; {values.dtype} state must stay exact (raw or delta)"
+            )
         d = values.astype(np.float64) - np.asarray(previous, dtype=np.float64)
         _, exponent = np.frexp(d)
         nonzero = d != 0
