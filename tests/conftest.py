@@ -93,3 +93,17 @@ def checkpoint_runs(*, max_rows, dtypes, max_every, max_iters):
         return shapes, dtype, float(r), C, n_iters, policy, seed
 
     return runs()
+
+
+def greedy_fill(order, sizes, budget):
+    """The budget rule written plainly (the reference of the vectorised one): walk ``order``,
+    take each block that still fits in what is left, skip the others."""
+    import numpy as np
+
+    mask = np.zeros(len(sizes), dtype=bool)
+    left = budget
+    for b in order:
+        if sizes[b] <= left:
+            mask[b] = True
+            left -= sizes[b]
+    return mask

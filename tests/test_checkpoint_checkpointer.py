@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import POLICY_NAMES, checkpoint_runs, random_walk
+from conftest import POLICY_NAMES, checkpoint_runs, greedy_fill, random_walk
 from scar.checkpoint.checkpointer import Checkpointer, replay
 from scar.checkpoint.codecs import CODECS, Codec, EncodedRows
 from scar.checkpoint.policies import make_checkpoint_policy
@@ -38,23 +38,12 @@ def _old_block_distances(layout, a, b):
     return np.concatenate(parts)
 
 
-def _old_take_within_budget(order, sizes, budget):
-    # Written plainly: walk the order, take each block that still fits, skip the others.
-    mask = np.zeros(sizes.shape[0], dtype=bool)
-    left = budget
-    for b in order:
-        if sizes[b] <= left:
-            mask[b] = True
-            left -= sizes[b]
-    return mask
-
-
 def _old_select(policy, k, layout, current, saved):
     if policy.name == "priority":
         change = _old_block_distances(layout, current, saved.values)
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
         order = np.lexsort((age, -change))
-        return _old_take_within_budget(order, layout.block_sizes, policy.budget(layout))
+        return greedy_fill(order, layout.block_sizes, policy.budget(layout))
     return policy.select(k, layout, current, saved)
 
 

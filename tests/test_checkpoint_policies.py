@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import POLICY_NAMES, checkpoint_runs, random_walk
+from conftest import POLICY_NAMES, checkpoint_runs, greedy_fill, random_walk
 from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.policies import (
     CHECKPOINT_POLICIES,
@@ -337,14 +337,7 @@ def test_all_policies_write_the_same_bytes_at_every_multiple_of_C(r):
 def _slow_priority_mask(change, age, sizes, budget):
     """The selection written plainly: a full lexsort, then a walk taking every block that still
     fits (skipping those that do not)."""
-    order = np.lexsort((age, -change))
-    mask = np.zeros(sizes.shape[0], dtype=bool)
-    left = budget
-    for b in order:
-        if sizes[b] <= left:
-            mask[b] = True
-            left -= sizes[b]
-    return mask
+    return greedy_fill(np.lexsort((age, -change)), sizes, budget)
 
 
 @st.composite
