@@ -495,3 +495,18 @@ def test_core_and_checkpoint_import_no_heavy_dependencies():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_restart_goes_back_to_the_last_save():
+    rng = np.random.default_rng(0)
+    x = {"w": rng.standard_normal((8, 2))}
+    ckpt = Checkpointer(make_checkpoint_policy("full", 4))
+    with pytest.raises(RuntimeError, match="start"):
+        ckpt.restart()
+    ckpt.start(x)
+    for k in range(1, 7):
+        ckpt.after_iteration(k, x)
+    assert (ckpt.last_save, ckpt.last_iteration) == (4, 6)
+    ckpt.restart()
+    assert ckpt.last_iteration == 4
+    assert ckpt.after_iteration(5, x) is False  # the replay goes on from 5

@@ -249,6 +249,13 @@ class Checkpointer:
         self.last_save = int(state["last_save"])
         self._bytes = int(state["bytes_written"])
 
+    def restart(self) -> None:
+        """The job restarted from this Checkpointer's last save (a whole-job rollback): the next
+        iteration it sees is the one after :attr:`last_save`, whatever it had reached."""
+        if self.last_save is None:
+            raise RuntimeError("Checkpointer.start() must be called before restart()")
+        self.last_iteration = self.last_save
+
     @classmethod
     def resume(cls, policy: CheckpointPolicy, store: CheckpointStore, *, codec: Codec | str | None = None) -> Checkpointer:
         """A Checkpointer continuing from the state recorded with the store's newest record.

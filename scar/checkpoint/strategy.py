@@ -47,11 +47,6 @@ class Strategy:
         """Whether the checkpoint policy takes a fraction r (everything but ``full``)."""
         return self.checkpoint != "full"
 
-    @property
-    def label(self) -> str:
-        """How tables and figures name it: ``scar (r=0.25)``, ``traditional``."""
-        return f"{self.name} (r={self.r:g})" if self.fractional else self.name
-
     def with_r(self, r: float) -> Strategy:
         """The same strategy at fraction ``r`` (a full policy stays at 1)."""
         return replace(self, r=float(r)) if self.fractional else self

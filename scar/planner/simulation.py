@@ -92,8 +92,7 @@ def simulate_run(
             next_failure = executed + int(rng.geometric(p))
             if job is not None:
                 engine.rollback(job, job_at)
-                # The restarted job's checkpointer resumes at its last save, as after a restart.
-                ckpt.load_state_dict(ckpt.state_dict() | {"last_iteration": ckpt.last_save})
+                ckpt.restart()
                 norms.append(params_distance(engine.server_state(), current, names))
                 restored_bytes += float(sum(a.nbytes for a in current.values()) + worker_bytes)
                 loss = engine.objective()
