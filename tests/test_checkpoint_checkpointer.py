@@ -44,6 +44,10 @@ def _old_select(policy, k, layout, current, saved):
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
         order = np.lexsort((age, -change))
         return greedy_fill(order, layout.block_sizes, policy.budget(layout))
+    if policy.name == "frequency":
+        # Every row touched every iteration: a block's count is the iterations since its save.
+        age = np.concatenate([saved.saved_at[n] for n in layout.names])
+        return greedy_fill(np.lexsort((age, -(k - age))), layout.block_sizes, policy.budget(layout))
     return policy.select(k, layout, current, saved)
 
 

@@ -405,8 +405,9 @@ def test_no_policy_selects_more_than_its_budget(case, name, seed):
     rng = np.random.default_rng(seed)
     current = {n: rng.standard_normal((r, w)) for n, r, w in zip(layout.names, layout.n_rows, layout.widths)}
     image = _image({n: np.zeros_like(a) for n, a in current.items()})
+    extra = {"accesses": rng.integers(0, 5, layout.n_blocks)} if policy.uses_accesses else {}
     for k in (4, 8, 12):
-        mask = policy.select(k, layout, current, image)
+        mask = policy.select(k, layout, current, image, **extra)
         assert int(layout.block_sizes[mask].sum()) <= policy.budget(layout)
         assert mask.any() or layout.n_params == 0
 
@@ -478,3 +479,48 @@ def test_a_wide_block_no_longer_stops_a_save(name):
         params = {n: a + rng.standard_normal(a.shape) for n, a in params.items()}
         ckpt.after_iteration(k, params)
     assert (ckpt.bytes_written - first) / 10 / 8 == 1100
+
+
+# --------------------------------------------------------------------------------------------
+# The frequency policy (CPR's MFU)
+
+
+def _embedding_run(n_rows=8):
+    x = {"emb": np.zeros((n_rows, 2)), "mlp": np.zeros((2, 3))}
+    ck = Checkpointer(make_checkpoint_policy("frequency", 16, 0.25))  # a save every 4 iterations
+    ck.start(x)
+    return x, ck
+
+
+def test_frequency_saves_the_rows_accessed_most_since_their_save():
+    x, ck = _embedding_run()
+    # iteration 1 touches rows 5 (twice) and 2; iteration 2 row 2 again: counts 2:2, 5:2.
+    ck.after_iteration(1, x, {"emb": np.array([5, 2, 5])})
+    ck.after_iteration(2, x, {"emb": np.array([2, 7])})
+    np.testing.assert_array_equal(ck.accesses[:8], [0, 0, 2, 0, 0, 2, 0, 1])
+    assert ck.accesses[8:].sum() == 0  # the MLP rows were not reported: not touched
+    # budget 0.25 * 22 = 5 params: two embedding rows of 2 and nothing of width 3 fits after.
+    assert ck.after_iteration(3, x, {"mlp": np.array([True, False])}) is False  # not due yet
+    assert ck.accesses[8:].tolist() == [1, 0]
+    assert ck.after_iteration(4, x, {}) is True
+    saved = {n: np.flatnonzero(ck.image.saved_at[n] == 4) for n in x}
+    np.testing.assert_array_equal(saved["emb"], [2, 5])
+    assert ck.accesses[[2, 5]].sum() == 0 and ck.accesses[7] == 1  # saved rows start again at 0
+
+
+def test_frequency_counts_survive_a_restart():
+    x, ck = _embedding_run()
+    ck.after_iteration(1, x, {"emb": np.array([1, 1, 3])})
+    again = Checkpointer(make_checkpoint_policy("frequency", 16, 0.25), ck.store)
+    again.load_state_dict(ck.state_dict())
+    np.testing.assert_array_equal(again.accesses, ck.accesses)
+
+
+def test_frequency_rejects_touched_rows_it_cannot_place():
+    x, ck = _embedding_run()
+    with pytest.raises(ValueError, match=r"touched rows of 'emb' out of range \[0, 8\)"):
+        ck.after_iteration(1, x, {"emb": np.array([8])})
+    with pytest.raises(ValueError, match="'user': not a checkpointed array"):
+        ck.after_iteration(2, x, {"user": np.array([0])})
+    with pytest.raises(ValueError, match="needs access counts"):
+        make_checkpoint_policy("frequency", 16, 0.25).select(4, ck.layout, x, ck.image)

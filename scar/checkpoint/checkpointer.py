@@ -25,10 +25,15 @@ from scar.checkpoint.stores import Checkpoint, CheckpointStore, InMemoryStore, M
 from scar.core._rows import copy_rows, gather_rows, reused_buffer
 from scar.core.blocks import BlockLayout
 
-__all__ = ["Checkpointer", "ServerStateAt", "replay"]
+__all__ = ["Checkpointer", "ServerStateAt", "TouchedAt", "TouchedRows", "replay"]
 
 #: Iteration ``k`` -> the server-held arrays after iteration ``k`` (0: the initial parameters).
 ServerStateAt = Callable[[int], Mapping[str, np.ndarray]]
+#: Rows an iteration touched: array name -> row ids (repeats count) or a boolean row mask;
+#: arrays not named were not touched. ``None`` for an iteration: every row was touched.
+TouchedRows = Mapping[str, np.ndarray] | None
+#: Iteration ``k`` -> the rows iteration ``k`` touched.
+TouchedAt = Callable[[int], TouchedRows]
 
 _STATE_FORMAT = 1
 
@@ -57,6 +62,9 @@ class Checkpointer:
         The last iteration passed to :meth:`start` / :meth:`after_iteration`.
     last_save : int or None
         The iteration of the last save.
+    accesses : ndarray or None
+        For a policy that :attr:`~scar.checkpoint.policies.CheckpointPolicy.uses_accesses`: per
+        block, the accesses reported (``touched`` of :meth:`after_iteration`) since its last save.
 
     Parameters
     ----------
@@ -82,6 +90,8 @@ class Checkpointer:
         self._gather: dict[str, np.ndarray] = {}
         self._source: ServerStateAt | None = None
         self._dtypes: dict[str, str] | None = None
+        self._touched_at: TouchedAt | None = None
+        self.accesses: np.ndarray | None = None
 
     # -- the run ------------------------------------------------------------------------
 
@@ -92,10 +102,14 @@ class Checkpointer:
         self._dtypes = {n: a.dtype.str for n, a in arrays.items()}
         self.n_saves, self._bytes, self.last_save, self.last_iteration = 0, 0, None, None
         self.image = None
+        self.accesses = np.zeros(self.layout.n_blocks, dtype=np.int64) if self.policy.uses_accesses else None
         self._full_save(0, arrays)
 
-    def after_iteration(self, k: int, params: Mapping[str, np.ndarray]) -> bool:
+    def after_iteration(self, k: int, params: Mapping[str, np.ndarray], touched: TouchedRows = None) -> bool:
         """Save at the end of iteration ``k`` if the policy says so; return whether it did.
+
+        ``touched``: the rows iteration ``k`` accessed (:data:`TouchedRows`; ``None``: every
+        row), counted for a policy that uses accesses and ignored by the others.
 
         If the store raises, the image is left as the store holds it but the policy's state
         (a round robin cursor) may have moved on: continue with :meth:`resume` from the store.
@@ -104,14 +118,21 @@ class Checkpointer:
             raise RuntimeError("Checkpointer.start() must be called before after_iteration()")
         if self.last_iteration is not None and k <= self.last_iteration:
             raise ValueError(f"iterations must increase: got {k} after {self.last_iteration}")
+        if self.accesses is not None:
+            self._count(touched)
         self.last_iteration = int(k)
         if not self.policy.is_due(k):
             return False
-        mask = self.policy.select(k, self.layout, params, self.image)
+        if self.accesses is not None:
+            mask = self.policy.select(k, self.layout, params, self.image, accesses=self.accesses)
+        else:
+            mask = self.policy.select(k, self.layout, params, self.image)
         arrays = {n: np.asarray(params[n]) for n in self.layout.names}
         if mask.all():
             self._full_save(k, arrays)
             return True
+        if self.accesses is not None:
+            self.accesses[mask] = 0  # before the write: its record carries the state after the save
         rows = {n: r for n, r in self.layout.rows_of(mask).items() if r.size}
         if isinstance(self.codec, RawCodec):
             # The store copies the rows straight from `arrays` (in memory: one fused row copy).
@@ -141,7 +162,9 @@ class Checkpointer:
         self._after_write(k, nbytes, written)
         return True
 
-    def advance_to(self, until: int, server_state_at: ServerStateAt | None = None) -> Checkpointer:
+    def advance_to(
+        self, until: int, server_state_at: ServerStateAt | None = None, touched_at: TouchedAt | None = None
+    ) -> Checkpointer:
         """Replay the trajectory up to the saves of iterations ``< until``; returns ``self``.
 
         Starts with ``server_state_at(0)`` if not started, then calls :meth:`after_iteration`
@@ -149,9 +172,13 @@ class Checkpointer:
         iteration ``until`` strikes before that iteration's save). ``server_state_at`` is
         remembered: later calls may omit it. Calling again with a larger ``until`` continues
         where the last call stopped, so an image at every ``T`` costs one replay in all.
+        ``touched_at`` (remembered likewise) gives each iteration's accessed rows; without it
+        every row counts as touched.
         """
         if server_state_at is not None:
             self._source = server_state_at
+        if touched_at is not None:
+            self._touched_at = touched_at
         if self._source is None:
             raise ValueError("advance_to needs server_state_at (the trajectory) on its first call")
         if int(until) != until or until < 1:
@@ -162,7 +189,7 @@ class Checkpointer:
         if until - 1 < self.last_iteration:
             raise ValueError(f"cannot replay back to iteration {until - 1}: already at iteration {self.last_iteration}")
         for k in range(self.last_iteration + 1, int(until)):
-            self.after_iteration(k, self._source(k))
+            self.after_iteration(k, self._source(k), None if self._touched_at is None else self._touched_at(k))
         return self
 
     @property
@@ -189,6 +216,7 @@ class Checkpointer:
             "last_iteration": self.last_iteration,
             "last_save": self.last_save,
             "bytes_written": self._bytes,
+            "accesses": None if self.accesses is None else self.accesses.tolist(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -248,6 +276,13 @@ class Checkpointer:
         self.last_iteration = None if state["last_iteration"] is None else int(state["last_iteration"])
         self.last_save = int(state["last_save"])
         self._bytes = int(state["bytes_written"])
+        if self.policy.uses_accesses:
+            counts = state.get("accesses")
+            if counts is None or len(counts) != layout.n_blocks:
+                raise ValueError(
+                    f"state_dict holds no access counts over the {layout.n_blocks} blocks the frequency policy needs"
+                )
+            self.accesses = np.asarray(counts, dtype=np.int64)
 
     def restart(self) -> None:
         """The job restarted from this Checkpointer's last save (a whole-job rollback): the next
@@ -280,7 +315,30 @@ class Checkpointer:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _count(self, touched: TouchedRows) -> None:
+        """Add one iteration's accesses to :attr:`accesses`."""
+        assert self.layout is not None and self.accesses is not None
+        if touched is None:
+            self.accesses += 1
+            return
+        for name, rows in touched.items():
+            if name not in self.layout.names:
+                raise ValueError(f"touched rows of {name!r}: not a checkpointed array (arrays: {list(self.layout.names)})")
+            i = self.layout.names.index(name)
+            n_rows, start = self.layout.n_rows[i], int(self.layout.offsets[i])
+            rows = np.asarray(rows)
+            if rows.dtype == bool:
+                if rows.shape != (n_rows,):
+                    raise ValueError(f"touched mask of {name!r} has shape {rows.shape}, expected ({n_rows},)")
+                self.accesses[start : start + n_rows] += rows
+                continue
+            if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+                raise ValueError(f"touched rows of {name!r} out of range [0, {n_rows}): {rows.min()}..{rows.max()}")
+            np.add.at(self.accesses, start + rows.astype(np.int64, copy=False), 1)
+
     def _full_save(self, k: int, arrays: Mapping[str, np.ndarray]) -> None:
+        if self.accesses is not None:
+            self.accesses.fill(0)
         if isinstance(self.codec, RawCodec):
             nbytes = sum(a.nbytes for a in arrays.values())
             written = self.store.write(k, arrays, None, meta=self._meta_after(k, nbytes))
@@ -336,6 +394,7 @@ def replay(
     *,
     codec: Codec | str | None = None,
     store: CheckpointStore | None = None,
+    touched_at: TouchedAt | None = None,
 ) -> Checkpointer:
     """The Checkpointer of ``policy`` after the saves of iterations ``< until`` of a trajectory.
 
@@ -345,4 +404,4 @@ def replay(
     :attr:`~Checkpointer.bytes_written` are what the policy holds and wrote by then; call
     :meth:`~Checkpointer.advance_to` with a larger ``until`` to go on without replaying from 0.
     """
-    return Checkpointer(policy, store, codec=codec).advance_to(until, server_state_at)
+    return Checkpointer(policy, store, codec=codec).advance_to(until, server_state_at, touched_at)

@@ -7,7 +7,9 @@ only in *which* blocks they pick:
 
 - ``priority`` (SCAR): the blocks whose values moved most since their own last save;
 - ``round_robin``: the next blocks in a fixed cyclic order;
-- ``random``: blocks drawn uniformly at random (seeded per iteration).
+- ``random``: blocks drawn uniformly at random (seeded per iteration);
+- ``frequency`` (CPR's MFU): the blocks accessed most often since their own last save, from the
+  accesses the training reports to the Checkpointer (an embedding lookup touches few rows).
 
 A policy only chooses rows; :class:`~scar.checkpoint.checkpointer.Checkpointer` runs it over a
 training run, a :class:`~scar.checkpoint.codecs.Codec` says how the chosen rows are written and a
@@ -29,6 +31,7 @@ from scar.core.blocks import BlockLayout
 __all__ = [
     "CHECKPOINT_POLICIES",
     "CheckpointPolicy",
+    "FrequencyCheckpoint",
     "FullCheckpoint",
     "PriorityCheckpoint",
     "RandomCheckpoint",
@@ -46,6 +49,9 @@ class CheckpointPolicy(ABC):
     """
 
     name: ClassVar[str]
+    #: Whether :meth:`select` needs ``accesses``: per block, the accesses since its last save
+    #: (the Checkpointer then counts the rows each iteration touched).
+    uses_accesses: ClassVar[bool] = False
 
     def __init__(self, interval: int, fraction: float = 1.0) -> None:
         self.interval = interval
@@ -58,7 +64,8 @@ class CheckpointPolicy(ABC):
 
     @abstractmethod
     def select(self, k: int, layout: BlockLayout, current: Mapping[str, np.ndarray], saved: Checkpoint) -> np.ndarray:
-        """Boolean mask over blocks to save at iteration ``k``."""
+        """Boolean mask over blocks to save at iteration ``k``. A policy that
+        :attr:`uses_accesses` takes a further keyword ``accesses``: int64 counts, one per block."""
 
     def budget(self, layout: BlockLayout) -> int:
         """Most parameters one save may write.
@@ -220,13 +227,36 @@ class RandomCheckpoint(CheckpointPolicy):
         return {**super().config(), "seed": int(self.seed)}
 
 
+class FrequencyCheckpoint(CheckpointPolicy):
+    """CPR's MFU priority: the blocks accessed most often since their last save.
+
+    ``accesses`` counts, per block, the times an iteration touched it since the block's last
+    save (the Checkpointer keeps the counts; a row looked up twice in a minibatch counts twice).
+    Ties go to the block saved longest ago, then to the lower id, so a dense model (every row
+    touched every iteration) saves its blocks oldest first, like a round robin.
+    """
+
+    name = "frequency"
+    uses_accesses = True
+
+    def select(self, k, layout, current, saved, accesses=None):
+        if accesses is None or accesses.shape != (layout.n_blocks,):
+            raise ValueError(f"the frequency policy needs access counts over the {layout.n_blocks} blocks")
+        age = np.concatenate([saved.saved_at[n] for n in layout.names])
+        budget = self.budget(layout)
+        widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
+        if len(widths) == 1 and min(widths) > 0:
+            return _priority_top_equal_width(accesses.astype(np.float64), age, budget // min(widths))
+        return _take_within_budget(np.lexsort((age, -accesses)), layout.block_sizes, budget)
+
+
 CHECKPOINT_POLICIES: dict[str, type[CheckpointPolicy]] = {
-    cls.name: cls for cls in (FullCheckpoint, PriorityCheckpoint, RoundRobinCheckpoint, RandomCheckpoint)
+    cls.name: cls for cls in (FullCheckpoint, PriorityCheckpoint, RoundRobinCheckpoint, RandomCheckpoint, FrequencyCheckpoint)
 }
 
 
 def make_checkpoint_policy(name: str, interval: int, fraction: float = 1.0, seed: int = 0) -> CheckpointPolicy:
-    """Build a policy by name (``full``, ``priority``, ``round_robin``, ``random``)."""
+    """Build a policy by name (``full``, ``priority``, ``round_robin``, ``random``, ``frequency``)."""
     if name not in CHECKPOINT_POLICIES:
         raise ValueError(f"unknown checkpoint policy {name!r}; expected one of {sorted(CHECKPOINT_POLICIES)}")
     if name == "random":

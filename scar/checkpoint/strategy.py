@@ -66,11 +66,20 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("round_robin_partial", "round_robin", "partial"),
         Strategy("random_partial", "random", "partial"),
         Strategy("rebuild", "priority", "rebuild"),
+        # CPR's MFU priority; meaningful where a model reports the rows an iteration touched.
+        Strategy("frequency_partial", "frequency", "partial"),
     )
 }
 
 #: The strategies evaluated and planned over when a configuration does not say.
-DEFAULT_STRATEGIES: tuple[str, ...] = tuple(STRATEGIES)
+DEFAULT_STRATEGIES: tuple[str, ...] = (
+    "traditional",
+    "scar",
+    "full_partial",
+    "round_robin_partial",
+    "random_partial",
+    "rebuild",
+)
 
 
 def get_strategy(name: str) -> Strategy:
