@@ -1,0 +1,126 @@
+"""Workers: Ray actors holding the data and the worker state (docs/design.md §14).
+
+:class:`ReplicaWorker` is the reproduction mode: each iteration it pulls every server row from
+the shards, runs the model's own iteration on the whole state with the iteration's random
+stream (:func:`~scar.measure.engine.iteration_rng`) and pushes the new rows back, so a live run
+is the in-process run, bit for bit, and a live failure compares exactly with a simulated one.
+
+A step reports a shard that died instead of raising: ``("pull_failed", nodes)`` when a pull
+failed (nothing changed: the iteration did not run) or ``("ok", nodes)`` with the nodes whose
+push failed (the iteration completed on the survivors; the dead shards' rows come back from
+their checkpoints).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+
+from scar._atomic import atomic_write
+from scar.measure.engine import copy_state, iteration_rng
+from scar.models.base import Model, State
+
+#: The Ray errors that mean "this actor's process is gone or restarting".
+ACTOR_ERRORS: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+
+
+def gather_from(shards: Sequence[Any], shard_rows: Sequence[Mapping[str, np.ndarray]], shapes, dtypes):
+    """Pull every shard's rows into whole arrays: ``(arrays, failed_nodes)``; ``arrays`` is None
+    when some pull failed."""
+    refs = [s.pull.remote() for s in shards]
+    out = {n: np.empty(shapes[n], dtype=dtypes[n]) for n in shapes}
+    failed = []
+    for j, ref in enumerate(refs):
+        try:
+            local = ray.get(ref)
+        except ACTOR_ERRORS:
+            local = None
+        if local is None:  # dead, or restarted and not restored yet
+            failed.append(j)
+            continue
+        for n, idx in shard_rows[j].items():
+            out[n][idx] = local[n]
+    return (None if failed else out), tuple(failed)
+
+
+def scatter_to(shards, shard_rows, arrays: Mapping[str, np.ndarray], method: str = "push") -> tuple[int, ...]:
+    """Send every shard its rows of ``arrays``; the nodes whose call failed."""
+    refs = [getattr(s, method).remote({n: np.ascontiguousarray(arrays[n][idx]) for n, idx in rows.items()})
+            for s, rows in zip(shards, shard_rows)]  # fmt: skip
+    failed = []
+    for j, ref in enumerate(refs):
+        try:
+            ray.get(ref)
+        except ACTOR_ERRORS:
+            failed.append(j)
+    return tuple(failed)
+
+
+class ReplicaWorker:
+    """One worker running the model's whole iteration against the shards (reproduction mode)."""
+
+    def __init__(self, model: Model, data: Any, seed: int, shards: Sequence[Any], shard_rows, shapes, dtypes) -> None:
+        self.model, self.data, self.seed = model, data, int(seed)
+        self.shards, self.shard_rows = list(shards), list(shard_rows)
+        self.shapes, self.dtypes = dict(shapes), {n: np.dtype(d) for n, d in dtypes.items()}
+        self.worker_state: State = {}
+
+    def _state(self) -> tuple[State | None, tuple[int, ...]]:
+        server, failed = gather_from(self.shards, self.shard_rows, self.shapes, self.dtypes)
+        if server is None:
+            return None, failed
+        return {**server, **self.worker_state}, ()
+
+    def load_worker_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.worker_state = copy_state(state)
+
+    def get_worker_state(self) -> State:
+        return copy_state(self.worker_state)
+
+    def step(self, k: int) -> tuple[str, tuple[int, ...]]:
+        state, failed = self._state()
+        if state is None:
+            return "pull_failed", failed
+        self.model.step(state, self.data, iteration_rng(self.seed, int(k)))
+        for n in self.worker_state:
+            self.worker_state[n] = state[n]
+        return "ok", scatter_to(self.shards, self.shard_rows, state)
+
+    def objective(self) -> float:
+        state, failed = self._state()
+        if state is None:
+            raise RuntimeError(f"objective: shards {failed} are down")
+        return float(self.model.objective(state, self.data))
+
+    def after_recovery(self, rows: Mapping[str, np.ndarray], rebuild: Mapping[str, np.ndarray] | None = None) -> None:
+        """The model's ``rebuild`` of the lost rows ``rebuild`` (if given), then its
+        ``after_recovery`` (unless ``rows`` is None), on the recovered state; the server rows
+        they change are pushed back."""
+        state, failed = self._state()
+        if state is None:
+            raise RuntimeError(f"recovery: shards {failed} are still down")
+        if rebuild is not None:
+            self.model.rebuild(state, self.data, rebuild)
+        if rows is not None:
+            self.model.after_recovery(state, self.data, rows)
+        for n in self.worker_state:
+            self.worker_state[n] = state[n]
+        scatter_to(self.shards, self.shard_rows, state)
+
+    # -- whole-job checkpoints (the traditional strategy) ---------------------------------
+
+    def save_job(self, path: str) -> None:
+        """Write the worker state to ``path`` (with a full save of the shards: one job checkpoint)."""
+        buf = io.BytesIO()
+        np.savez(buf, **self.worker_state)
+        with atomic_write(Path(path)) as fh:
+            fh.write(buf.getvalue())
+
+    def load_job(self, path: str) -> None:
+        with np.load(path) as f:
+            self.worker_state = {n: np.array(f[n]) for n in f.files}
