@@ -108,3 +108,25 @@ def test_a_step_on_a_dead_shard_reports_it_and_partial_recovery_keeps_survivors(
     assert np.array_equal(after["W"][~lost["W"]], before["W"][~lost["W"]])
     engine.step()  # the run goes on
     assert engine.iteration == 6
+
+
+@pytest.mark.slow
+def test_stage_writes_live_vs_simulated(ray_session, mlr, tmp_path) -> None:
+    from scar.checkpoint.strategy import resolve_strategies
+    from scar.stages.config import Experiment
+    from scar.stages.runtime import RuntimeSettings, live_vs_simulated
+
+    model, _, baseline = mlr
+    load_dataset("mnist", "embedded", max_samples=600).save(tmp_path / "mnist.npz")
+    baseline.save(tmp_path / "baseline.npz")
+    exp = Experiment("mlr", "mnist", model.get_params(), 30, 0.02)
+    settings = RuntimeSettings(experiments=("mlr/mnist",), strategies=("scar",), n_failures=1, n_nodes=N_NODES)
+    table = live_vs_simulated(
+        [{"experiment": exp, "dataset": tmp_path / "mnist.npz", "baseline": tmp_path / "baseline.npz"}],
+        settings, TrialSettings(interval=4), resolve_strategies(["scar"], [0.25], 4), tmp_path / "live.csv",
+        window=(0.1, 0.9), seed=0,
+    )  # fmt: skip
+    assert len(table) == 1 and (tmp_path / "live.csv").exists()
+    row = table.iloc[0]
+    assert row["live_rework"] == row["simulated_rework"] and row["restored_exact"] and row["survivors_kept"]
+    assert ray.is_initialized(), "the stage shut down a Ray instance it did not start"

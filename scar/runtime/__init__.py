@@ -1,5 +1,5 @@
 """A live parameter server on Ray: shard processes that really die, and SCAR's recoveries of
-them (docs/design.md §14).
+them (docs/design.md §11).
 
 - :mod:`scar.runtime.placement`: which rows of the server arrays each shard holds;
 - :mod:`scar.runtime.shard`: a server shard (a Ray actor): its rows and its own checkpoint store;

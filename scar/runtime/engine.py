@@ -1,4 +1,4 @@
-"""The coordinator: the measurement's engine seam over live Ray actors (docs/design.md §14).
+"""The coordinator: the measurement's engine seam over live Ray actors (docs/design.md §11).
 
 :class:`LiveEngine` implements :class:`~scar.measure.engine.Engine`, so the code that measures a
 simulated recovery (:func:`~scar.measure.rework.measure_rework`) measures a live one with the

@@ -1,11 +1,11 @@
-"""Fault injection for real: SIGKILL a shard's process, and the punisher (docs/design.md §14).
+"""Fault injection for real: SIGKILL a shard's process, and the punisher (docs/design.md §11).
 
 :func:`sigkill` kills a process and waits until it is gone (no such pid, or a zombie waiting
 for its parent, the raylet, to reap it). A shard on another machine of a cluster is killed by
 a zero-CPU Ray task pinned to that machine. :class:`Punisher` kills random shards at
 exponential intervals of mean ``mtbf`` seconds from a thread (as torchft's punisher does), for
 a soak run; it never strikes while the coordinator writes a checkpoint (``lock``): the
-cross-shard save is not a transaction (docs/design.md §14).
+cross-shard save is not a transaction (docs/design.md §11).
 """
 
 from __future__ import annotations

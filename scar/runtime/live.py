@@ -1,4 +1,4 @@
-"""One live failure, measured beside the simulated trial of the same failure (docs/design.md §14).
+"""One live failure, measured beside the simulated trial of the same failure (docs/design.md §11).
 
 :func:`live_trial` runs the baseline's iterations on a :class:`~scar.runtime.engine.LiveEngine`
 from ``x_0`` under a strategy's checkpoints (saves of iterations ``< T``), SIGKILLs the shards

@@ -1,4 +1,4 @@
-"""Which server rows each shard holds (docs/design.md §14).
+"""Which server rows each shard holds (docs/design.md §11).
 
 The blocks of the server arrays (their rows, :class:`~scar.core.blocks.BlockLayout`) go to
 server nodes by :func:`~scar.core.blocks.assign_blocks`, exactly as in the simulation; shard

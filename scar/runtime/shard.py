@@ -1,4 +1,4 @@
-"""A parameter-server shard: a Ray actor holding its rows and checkpointing them (docs/design.md §14).
+"""A parameter-server shard: a Ray actor holding its rows and checkpointing them (docs/design.md §11).
 
 Each shard holds its rows of every server-held array (the models here keep no per-row
 optimizer state beyond those arrays: SGD without momentum, ALS) and writes its own rows to its

@@ -1,4 +1,4 @@
-"""Workers: Ray actors holding the data and the worker state (docs/design.md §14).
+"""Workers: Ray actors holding the data and the worker state (docs/design.md §11).
 
 :class:`ReplicaWorker` is the reproduction mode: each iteration it pulls every server row from
 the shards, runs the model's own iteration on the whole state with the iteration's random
