@@ -35,12 +35,12 @@ from scar.checkpoint.policies import CheckpointPolicy
 from scar.checkpoint.stores import InMemoryStore
 from scar.checkpoint.strategy import Strategy
 from scar.core.blocks import BlockLayout
-from scar.measure.engine import Engine
+from scar.measure.engine import Engine, copy_state
 from scar.models.base import Model, State
 from scar.runtime.faults import sigkill_on_node
 from scar.runtime.placement import ShardMap
 from scar.runtime.shard import ServerShard
-from scar.runtime.worker import ACTOR_ERRORS, ReplicaWorker
+from scar.runtime.worker import ACTOR_ERRORS, PartitionWorker, ReplicaWorker, load_worker_state, save_worker_state
 
 
 class ShardsDown(RuntimeError):
@@ -90,9 +90,16 @@ class Recovery:
         return self.detect_s + self.restart_s + self.restore_s
 
 
-class LiveEngine(Engine):
-    """A live parameter server: ``n_nodes`` shard actors and one reproduction-mode worker.
+MODES: tuple[str, ...] = ("reproduction", "data_parallel")
 
+
+class LiveEngine(Engine):
+    """A live parameter server: ``n_nodes`` shard actors and its workers.
+
+    ``mode`` ``"reproduction"``: one :class:`~scar.runtime.worker.ReplicaWorker` (the live run
+    is the in-process run, bit for bit); ``"data_parallel"``: ``n_workers``
+    :class:`~scar.runtime.worker.PartitionWorker` on partitions of the data, the objective
+    evaluated here on the whole data, the worker state (counters) kept here.
     ``example_state`` gives the arrays' names, shapes and dtypes (e.g. the state at iteration 0);
     ``home`` is a directory for the shards' checkpoints. Call :meth:`close` when done.
     """
@@ -109,8 +116,15 @@ class LiveEngine(Engine):
         placement: str = "round_robin",
         placement_seed: int = 0,
         worker_cpus: float = 1,
+        mode: str = "reproduction",
+        n_workers: int = 1,
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown runtime mode {mode!r}; expected one of {MODES}")
+        if mode == "reproduction" and n_workers != 1:
+            raise ValueError(f"reproduction mode runs one worker, got n_workers={n_workers}")
         self.model, self.data, self.seed, self.iteration = model, data, int(seed), 0
+        self.mode = mode
         self.home = Path(home)
         server = {n: np.asarray(example_state[n]) for n in model.server_params}
         self.layout = BlockLayout.from_arrays(server)
@@ -122,11 +136,21 @@ class LiveEngine(Engine):
             shard_cls.remote(j, str(self.home / f"shard-{j}"), {n: (r.size, server[n].shape[1], self.dtypes[n]) for n, r in rows.items()})
             for j, rows in enumerate(self.map.rows)
         ]  # fmt: skip
-        self.worker = (
-            ray.remote(ReplicaWorker)
-            .options(num_cpus=worker_cpus)
-            .remote(model, data, seed, self.shards, self.map.rows, self.shapes, self.dtypes)
-        )
+        if mode == "reproduction":
+            self.workers = [
+                ray.remote(ReplicaWorker)
+                .options(num_cpus=worker_cpus)
+                .remote(model, data, seed, self.shards, self.map.rows, self.shapes, self.dtypes)
+            ]
+        else:
+            self.workers = [
+                ray.remote(PartitionWorker)
+                .options(num_cpus=worker_cpus)
+                .remote(model, data, seed, i, n_workers, self.shards, self.map.rows, self.shapes, self.dtypes)
+                for i in range(n_workers)
+            ]
+        self.worker = self.workers[0]
+        self.worker_state: State = {}  # data-parallel mode: the counters, kept here
         self.pids = ray.get([s.pid.remote() for s in self.shards])
         self.node_ids = ray.get([s.node_id.remote() for s in self.shards])
         self.checkpointer: Checkpointer | None = None
@@ -139,19 +163,55 @@ class LiveEngine(Engine):
 
     # -- the engine seam ---------------------------------------------------------------
 
+    @property
+    def data_parallel(self) -> bool:
+        return self.mode == "data_parallel"
+
     def load(self, state, iteration):
         ray.get([s.load.remote(v) for s, v in zip(self.shards, self.map.split(state))])
-        ray.get(self.worker.load_worker_state.remote({n: a for n, a in state.items() if n not in self.shapes}))
+        self._load_worker_state({n: a for n, a in state.items() if n not in self.shapes})
         self.iteration = int(iteration)
+
+    def _load_worker_state(self, worker_state: State) -> None:
+        if self.data_parallel:
+            self.worker_state = copy_state(worker_state)
+        else:
+            ray.get(self.worker.load_worker_state.remote(worker_state))
+
+    def _get_worker_state(self) -> State:
+        return copy_state(self.worker_state) if self.data_parallel else ray.get(self.worker.get_worker_state.remote())
+
+    def _run_iteration(self, k: int) -> None:
+        """Iteration ``k`` on the workers; raises :class:`ShardsDown` when a shard died."""
+        if not self.data_parallel:
+            status, failed = ray.get(self.worker.step.remote(k))
+            if status == "pull_failed":
+                raise ShardsDown(failed, completed=False)
+            self.iteration = k
+            if failed:
+                raise ShardsDown(failed, completed=True)
+            return
+        out = ray.get([w.step.remote(k, self.worker_state) for w in self.workers])
+        if any(status == "pull_failed" for status, _, _ in out):
+            # Some worker did not run: the iteration is void everywhere.
+            for s in self.shards:
+                s.discard.remote()
+            raise ShardsDown(tuple(sorted({j for _, f, _ in out for j in f})), completed=False)
+        self.worker_state = copy_state(out[0][2])
+        failed = {j for _, f, _ in out for j in f}
+        refs = [(j, s.commit.remote(k)) for j, s in enumerate(self.shards) if j not in failed]
+        for j, ref in refs:
+            try:
+                ray.get(ref)
+            except ACTOR_ERRORS:
+                failed.add(j)
+        self.iteration = k
+        if failed:
+            raise ShardsDown(tuple(sorted(failed)), completed=True)
 
     def step(self):
         k = self.iteration + 1
-        status, failed = ray.get(self.worker.step.remote(k))
-        if status == "pull_failed":
-            raise ShardsDown(failed, completed=False)
-        self.iteration = k
-        if failed:
-            raise ShardsDown(failed, completed=True)
+        self._run_iteration(k)
         if self.checkpointing and self.checkpointer is not None:
             t = time.perf_counter()
             with self.save_lock:
@@ -160,6 +220,8 @@ class LiveEngine(Engine):
         return k
 
     def objective(self):
+        if self.data_parallel:  # an evaluation on the whole data, here
+            return float(self.model.objective({**self.server_state(), **self.worker_state}, self.data))
         return ray.get(self.worker.objective.remote())
 
     def server_state(self):
@@ -172,7 +234,7 @@ class LiveEngine(Engine):
         return out
 
     def state(self):
-        return {**self.server_state(), **ray.get(self.worker.get_worker_state.remote())}
+        return {**self.server_state(), **self._get_worker_state()}
 
     def write_server_rows(self, values, rows):
         idx = {n: np.flatnonzero(m) for n, m in rows.items()}
@@ -192,10 +254,19 @@ class LiveEngine(Engine):
             raise ValueError("a live shard dies whole: lost_rows must be exactly the rows of some nodes")
         self.kill_nodes(nodes)
 
+    def _resync_and_rebuild(self, rows, rebuild) -> None:
+        if rebuild is None and type(self.model).after_recovery is Model.after_recovery:
+            return  # nothing to do: no round trip through the workers
+        if self.data_parallel:
+            raise NotImplementedError("data-parallel mode runs models without after_recovery or rebuild only")
+        ray.get(self.worker.after_recovery.remote(rows, rebuild))
+
     def resync(self, rows):
-        ray.get(self.worker.after_recovery.remote(rows))
+        self._resync_and_rebuild(rows, None)
 
     def rebuild(self, lost_rows):
+        if self.data_parallel:
+            raise NotImplementedError("data-parallel mode runs models without after_recovery or rebuild only")
         ray.get(self.worker.after_recovery.remote(None, lost_rows))
 
     # -- checkpoints -------------------------------------------------------------------
@@ -214,7 +285,17 @@ class LiveEngine(Engine):
 
     def _save_job(self, iteration: int) -> None:
         assert self._job_path is not None
-        ray.get(self.worker.save_job.remote(str(self._job_path)))
+        if self.data_parallel:
+            save_worker_state(self.worker_state, self._job_path)
+        else:
+            ray.get(self.worker.save_job.remote(str(self._job_path)))
+
+    def _load_job(self) -> None:
+        assert self._job_path is not None
+        if self.data_parallel:
+            self.worker_state = load_worker_state(self._job_path)
+        else:
+            ray.get(self.worker.load_job.remote(str(self._job_path)))
 
     # -- failures ----------------------------------------------------------------------
 
@@ -265,8 +346,7 @@ class LiveEngine(Engine):
         policy = self.strategy.recovery
         if policy == "full":
             ray.get([s.restore.remote() for s in self.shards])
-            assert self._job_path is not None
-            ray.get(self.worker.load_job.remote(str(self._job_path)))
+            self._load_job()
             self.checkpointer.restart()
             assert self.checkpointer.last_save is not None
             self.iteration = self.checkpointer.last_save
@@ -275,14 +355,12 @@ class LiveEngine(Engine):
             # As Engine.restore: the model's rebuild (if the policy says), then its resync; a
             # model without either needs no round trip through the worker.
             rows = self.map.row_masks_of(nodes)
-            rebuild = rows if policy == "rebuild" else None
-            if rebuild is not None or type(self.model).after_recovery is not Model.after_recovery:
-                ray.get(self.worker.after_recovery.remote(rows, rebuild))
+            self._resync_and_rebuild(rows, rows if policy == "rebuild" else None)
         t3 = time.perf_counter()
         return Recovery(nodes, policy, t1 - t0, t2 - t1, t3 - t2, self.iteration)
 
     def close(self) -> None:
-        for a in [self.worker, *self.shards]:
+        for a in [*self.workers, *self.shards]:
             ray.kill(a, no_restart=True)
 
 

@@ -44,8 +44,15 @@ def live_trial(
     *,
     dataset: str = "",
     run: str = "run",
+    simulate: bool = True,
 ) -> dict[str, Any]:
-    """One row of :data:`LIVE_COLUMNS`: the live and simulated rework of ``strategy`` on trial ``spec``."""
+    """One row of :data:`LIVE_COLUMNS`: the live and simulated rework of ``strategy`` on trial ``spec``.
+
+    ``baseline`` is the run the engine reproduces without failure: the in-process baseline in
+    reproduction mode; in data-parallel mode one recorded on the engine itself
+    (:func:`~scar.measure.trajectory.run_baseline` with ``engine=``), and ``simulate=False``
+    (the simulation runs the model's own iteration, not the data-parallel one: its columns are NaN).
+    """
     failure, layout, lost_mask = trial_failure(baseline, spec, settings)
     T, nodes = failure.iteration, failure.failed_nodes
     engine.load(baseline.state_at(0), 0)
@@ -81,8 +88,10 @@ def live_trial(
         survivors_kept = all(np.array_equal(after[n][~lost[n]], before[n][~lost[n]]) for n in layout.names)
     live = measure_rework(engine, baseline, settings.limits(baseline), failed_at=T)
 
-    sim_settings = replace(settings, strategies=(strategy,))
-    (sim,) = run_trial(model, data, baseline, spec, sim_settings, dataset=dataset)
+    if simulate:
+        (sim,) = run_trial(model, data, baseline, spec, replace(settings, strategies=(strategy,)), dataset=dataset)
+    else:
+        sim = {"rework": np.nan, "rework_fractional": np.nan}
     return {
         "model": model.name,
         "dataset": dataset,

@@ -37,6 +37,7 @@ class ServerShard:
         self.schema = {n: (int(r), int(w), np.dtype(d)) for n, (r, w, d) in schema.items()}
         self.values = {n: _poisoned((r, w), d) for n, (r, w, d) in self.schema.items()}
         self.lost = True  # nothing loaded yet (or the process died and restarted)
+        self._pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}
         self.store: DirectoryStore | None = None
         current = self.home / _CURRENT
         if current.exists():
@@ -82,13 +83,26 @@ class ServerShard:
         for n, idx in rows.items():
             self.values[n][idx] = values[n]
 
-    def apply(self, deltas: Mapping[str, np.ndarray]) -> bool:
-        """Add ``deltas`` to the rows (the data-parallel mode's update); False while lost."""
+    def accumulate(self, k: int, worker: int, deltas: Mapping[str, np.ndarray]) -> bool:
+        """Hold worker ``worker``'s update of iteration ``k`` (data-parallel mode) until
+        :meth:`commit`; False while the rows are lost."""
         if self.lost:
             return False
-        for n, d in deltas.items():
-            self.values[n] += d
+        self._pending.setdefault(int(k), {})[int(worker)] = dict(deltas)
         return True
+
+    def commit(self, k: int) -> None:
+        """Add the held updates of iteration ``k`` to the rows, in worker order (so the sum's
+        rounding does not depend on which worker's push arrived first)."""
+        updates = self._pending.pop(int(k), {})
+        for w in sorted(updates):
+            for n, d in updates[w].items():
+                self.values[n] += d
+        self._pending.clear()  # updates of an iteration that never committed are void
+
+    def discard(self) -> None:
+        """Drop held updates (their iteration did not complete on every worker)."""
+        self._pending.clear()
 
     # -- checkpoints -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ their checkpoints).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,6 +60,19 @@ def scatter_to(shards, shard_rows, arrays: Mapping[str, np.ndarray], method: str
         except ACTOR_ERRORS:
             failed.append(j)
     return tuple(failed)
+
+
+def save_worker_state(state: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """Write a worker state (the job checkpoint's part beside the shards' rows) atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    with atomic_write(Path(path)) as fh:
+        fh.write(buf.getvalue())
+
+
+def load_worker_state(path: str | Path) -> State:
+    with np.load(path) as f:
+        return {n: np.array(f[n]) for n in f.files}
 
 
 class ReplicaWorker:
@@ -116,11 +130,55 @@ class ReplicaWorker:
 
     def save_job(self, path: str) -> None:
         """Write the worker state to ``path`` (with a full save of the shards: one job checkpoint)."""
-        buf = io.BytesIO()
-        np.savez(buf, **self.worker_state)
-        with atomic_write(Path(path)) as fh:
-            fh.write(buf.getvalue())
+        save_worker_state(self.worker_state, path)
 
     def load_job(self, path: str) -> None:
-        with np.load(path) as f:
-            self.worker_state = {n: np.array(f[n]) for n in f.files}
+        self.worker_state = load_worker_state(path)
+
+
+def partition(data: Any, index: int, n_workers: int) -> Any:
+    """Worker ``index``'s share of ``data``: a dataclass of per-example arrays (first axis: the
+    examples), cut into ``n_workers`` contiguous parts of near-equal size."""
+    fields = dataclasses.fields(data)
+    n = int(np.shape(getattr(data, fields[0].name))[0])
+    lo, hi = n * index // n_workers, n * (index + 1) // n_workers
+    return dataclasses.replace(data, **{f.name: getattr(data, f.name)[lo:hi] for f in fields})
+
+
+class PartitionWorker:
+    """Data-parallel mode (local SGD with model averaging, bulk-synchronous): worker ``index``
+    of ``n_workers`` holds a partition of the data; each iteration it pulls the parameters, runs
+    the model's iteration on its partition (its own stream ``(seed, k, index)``) and sends the
+    shards its change divided by ``n_workers``: once every worker's change is in, the shards add
+    them, so the new parameters are the mean of the workers' local models.
+
+    The worker state (counters) travels with each step: the coordinator keeps it.
+    """
+
+    def __init__(
+        self, model: Model, data: Any, seed: int, index: int, n_workers: int, shards, shard_rows, shapes, dtypes
+    ) -> None:
+        self.model, self.seed, self.index, self.n_workers = model, int(seed), int(index), int(n_workers)
+        self.data = partition(data, self.index, self.n_workers)
+        self.shards, self.shard_rows = list(shards), list(shard_rows)
+        self.shapes, self.dtypes = dict(shapes), {n: np.dtype(d) for n, d in dtypes.items()}
+
+    def step(self, k: int, worker_state: Mapping[str, np.ndarray]) -> tuple[str, tuple[int, ...], State]:
+        server, failed = gather_from(self.shards, self.shard_rows, self.shapes, self.dtypes)
+        if server is None:
+            return "pull_failed", failed, {}
+        state = {**{n: a.copy() for n, a in server.items()}, **copy_state(worker_state)}
+        self.model.step(state, self.data, np.random.default_rng([self.seed, int(k), self.index]))
+        refs = []
+        for s, rows in zip(self.shards, self.shard_rows):
+            delta = {n: (state[n][idx] - server[n][idx]) / self.n_workers for n, idx in rows.items()}
+            refs.append(s.accumulate.remote(int(k), self.index, delta))
+        failed = []
+        for j, ref in enumerate(refs):
+            try:
+                ok = ray.get(ref)
+            except ACTOR_ERRORS:
+                ok = False
+            if not ok:
+                failed.append(j)
+        return "ok", tuple(failed), {n: state[n] for n in worker_state}
