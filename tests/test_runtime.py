@@ -151,3 +151,18 @@ def test_data_parallel_mlr_is_deterministic_and_recovers(ray_session, mlr, tmp_p
             assert np.isfinite(row["live_rework"]) and np.isnan(row["simulated_rework"])
     finally:
         eng.close()
+
+
+@pytest.mark.slow
+def test_soak_under_the_punisher_reaches_the_target(engine, mlr) -> None:
+    from scar.runtime.soak import soak
+
+    model, data, baseline = mlr
+    strategy = get_strategy("scar").with_r(0.25)
+    result = soak(
+        engine, baseline.state_at(0), strategy, interval=4, target=baseline.target, max_iters=3 * baseline.k_base,
+        mtbf=0.5, seed=1, run="soak",
+    )  # fmt: skip
+    assert result.kills >= 1, "the punisher killed nothing: lengthen the run or shorten the mtbf"
+    assert len(result.recoveries) >= 1 and result.reached is not None
+    assert result.final_objective <= baseline.target

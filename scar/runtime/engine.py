@@ -131,7 +131,8 @@ class LiveEngine(Engine):
         self.map = ShardMap.build(self.layout, n_nodes, placement, placement_seed)
         self.shapes = {n: a.shape for n, a in server.items()}
         self.dtypes = {n: a.dtype.str for n, a in server.items()}
-        shard_cls = ray.remote(ServerShard).options(max_restarts=-1, max_task_retries=0, num_cpus=0)
+        # SPREAD: on a cluster the shards go to different machines (as server nodes do).
+        shard_cls = ray.remote(ServerShard).options(max_restarts=-1, max_task_retries=0, num_cpus=0, scheduling_strategy="SPREAD")
         self.shards = [
             shard_cls.remote(j, str(self.home / f"shard-{j}"), {n: (r.size, server[n].shape[1], self.dtypes[n]) for n, r in rows.items()})
             for j, rows in enumerate(self.map.rows)
@@ -156,7 +157,7 @@ class LiveEngine(Engine):
         self.checkpointer: Checkpointer | None = None
         self.checkpointing = False
         self.strategy: Strategy | None = None
-        #: Held while a checkpoint is written (the punisher waits for it).
+        #: Held while a checkpoint is written or a recovery runs (the punisher waits for it).
         self.save_lock = threading.Lock()
         self._job_path: Path | None = None
         self.save_seconds = 0.0
@@ -304,6 +305,10 @@ class LiveEngine(Engine):
         for j in nodes:
             sigkill_on_node(self.pids[j], self.node_ids[j])
 
+    def kill_nodes_of(self, node: int) -> None:
+        """SIGKILL the shard of ``node`` (the punisher's kill)."""
+        self.kill_nodes((int(node),))
+
     def down_nodes(self) -> tuple[int, ...]:
         """Shards whose process died (an actor error, or a new pid: Ray restarted it)."""
         refs = [s.ping.remote() for s in self.shards]
@@ -331,6 +336,10 @@ class LiveEngine(Engine):
                     time.sleep(0.01)
 
     def recover(self, since: float | None = None) -> Recovery:
+        with self.save_lock:  # no injected failure strikes mid-recovery
+            return self._recover(since)
+
+    def _recover(self, since: float | None) -> Recovery:
         """Detect the dead shards, wait for Ray's restart of them and recover by the strategy's
         recovery policy. ``since``: when the failure struck (``time.perf_counter()``), for the
         detection time."""
