@@ -140,7 +140,7 @@ def partition(data: Any, index: int, n_workers: int) -> Any:
     """Worker ``index``'s share of ``data``: a dataclass of per-example arrays (first axis: the
     examples), cut into ``n_workers`` contiguous parts of near-equal size."""
     fields = dataclasses.fields(data)
-    n = int(np.shape(getattr(data, fields[0].name))[0])
+    n = int(getattr(data, fields[0].name).shape[0])
     lo, hi = n * index // n_workers, n * (index + 1) // n_workers
     return dataclasses.replace(data, **{f.name: getattr(data, f.name)[lo:hi] for f in fields})
 
