@@ -166,3 +166,26 @@ def test_soak_under_the_punisher_reaches_the_target(engine, mlr) -> None:
     assert result.kills >= 1, "the punisher killed nothing: lengthen the run or shorten the mtbf"
     assert len(result.recoveries) >= 1 and result.reached is not None
     assert result.final_objective <= baseline.target
+
+
+@pytest.mark.slow
+def test_data_parallel_als_is_the_in_process_run_and_recovers_as_simulated(ray_session, tmp_path) -> None:
+    model = make_model("mf", {"rank": 5, "l2": 0.05})
+    data = model.prepare(load_dataset("movielens", "embedded"))
+    baseline = run_baseline(model, data, seed=0, max_iters=12, tol=0.01)
+    eng = LiveEngine(
+        model, data, 0, baseline.state_at(0), n_nodes=N_NODES, home=tmp_path, mode="data_parallel", n_workers=2,
+        worker_cpus=0,
+    )  # fmt: skip
+    try:
+        settings = TrialSettings.from_names(["scar", "traditional"], (0.25,), interval=4, n_nodes=N_NODES)
+        spec = TrialSpec(trial=0, position=0.5, fraction=0.25, seed=3)
+        for strategy in settings.strategies:
+            row = live_trial(
+                eng, model, data, baseline, spec, settings, strategy, dataset="movielens", run=f"als-{strategy.name}"
+            )
+            # Two workers solving ranges of rows are one ALS sweep, bit for bit.
+            assert row["reproduced_baseline"] and row["restored_exact"] and row["survivors_kept"]
+            assert row["live_rework"] == row["simulated_rework"]
+    finally:
+        eng.close()

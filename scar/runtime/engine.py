@@ -40,7 +40,13 @@ from scar.models.base import Model, State
 from scar.runtime.faults import sigkill_on_node
 from scar.runtime.placement import ShardMap
 from scar.runtime.shard import ServerShard
-from scar.runtime.worker import ACTOR_ERRORS, PartitionWorker, ReplicaWorker, load_worker_state, save_worker_state
+from scar.runtime.worker import (
+    ACTOR_ERRORS,
+    ReplicaWorker,
+    data_parallel_worker,
+    load_worker_state,
+    save_worker_state,
+)
 
 
 class ShardsDown(RuntimeError):
@@ -97,9 +103,10 @@ class LiveEngine(Engine):
     """A live parameter server: ``n_nodes`` shard actors and its workers.
 
     ``mode`` ``"reproduction"``: one :class:`~scar.runtime.worker.ReplicaWorker` (the live run
-    is the in-process run, bit for bit); ``"data_parallel"``: ``n_workers``
-    :class:`~scar.runtime.worker.PartitionWorker` on partitions of the data, the objective
-    evaluated here on the whole data, the worker state (counters) kept here.
+    is the in-process run, bit for bit); ``"data_parallel"``: ``n_workers`` workers of the
+    model's data-parallel program (:func:`~scar.runtime.worker.data_parallel_worker`: ALS's
+    row solves by ranges, or local SGD on partitions of the data), the objective evaluated here
+    on the whole data, the worker state (counters) kept here.
     ``example_state`` gives the arrays' names, shapes and dtypes (e.g. the state at iteration 0);
     ``home`` is a directory for the shards' checkpoints. Call :meth:`close` when done.
     """
@@ -144,8 +151,9 @@ class LiveEngine(Engine):
                 .remote(model, data, seed, self.shards, self.map.rows, self.shapes, self.dtypes)
             ]
         else:
+            self.program = data_parallel_worker(model)
             self.workers = [
-                ray.remote(PartitionWorker)
+                ray.remote(self.program)
                 .options(num_cpus=worker_cpus)
                 .remote(model, data, seed, i, n_workers, self.shards, self.map.rows, self.shapes, self.dtypes)
                 for i in range(n_workers)
@@ -192,20 +200,23 @@ class LiveEngine(Engine):
             if failed:
                 raise ShardsDown(failed, completed=True)
             return
-        out = ray.get([w.step.remote(k, self.worker_state) for w in self.workers])
-        if any(status == "pull_failed" for status, _, _ in out):
-            # Some worker did not run: the iteration is void everywhere.
-            for s in self.shards:
-                s.discard.remote()
-            raise ShardsDown(tuple(sorted({j for _, f, _ in out for j in f})), completed=False)
+        failed: set[int] = set()
+        for phase in self.program.phases:  # bulk-synchronous: every worker, then the next phase
+            out = ray.get([w.run_phase.remote(k, phase, self.worker_state) for w in self.workers])
+            if any(status == "pull_failed" for status, _, _ in out):
+                # Some worker did not run: the iteration is void everywhere.
+                for s in self.shards:
+                    s.discard.remote()
+                raise ShardsDown(tuple(sorted({j for _, f, _ in out for j in f})), completed=False)
+            failed |= {j for _, f, _ in out for j in f}
         self.worker_state = copy_state(out[0][2])
-        failed = {j for _, f, _ in out for j in f}
-        refs = [(j, s.commit.remote(k)) for j, s in enumerate(self.shards) if j not in failed]
-        for j, ref in refs:
-            try:
-                ray.get(ref)
-            except ACTOR_ERRORS:
-                failed.add(j)
+        if self.program.commits:
+            refs = [(j, s.commit.remote(k)) for j, s in enumerate(self.shards) if j not in failed]
+            for j, ref in refs:
+                try:
+                    ray.get(ref)
+                except ACTOR_ERRORS:
+                    failed.add(j)
         self.iteration = k
         if failed:
             raise ShardsDown(tuple(sorted(failed)), completed=True)

@@ -163,7 +163,11 @@ class PartitionWorker:
         self.shards, self.shard_rows = list(shards), list(shard_rows)
         self.shapes, self.dtypes = dict(shapes), {n: np.dtype(d) for n, d in dtypes.items()}
 
-    def step(self, k: int, worker_state: Mapping[str, np.ndarray]) -> tuple[str, tuple[int, ...], State]:
+    #: The iteration's bulk-synchronous phases; the shards then commit the held updates.
+    phases: tuple[str, ...] = ("step",)
+    commits = True
+
+    def run_phase(self, k: int, phase: str, worker_state: Mapping[str, np.ndarray]) -> tuple[str, tuple[int, ...], State]:
         server, failed = gather_from(self.shards, self.shard_rows, self.shapes, self.dtypes)
         if server is None:
             return "pull_failed", failed, {}
@@ -182,3 +186,57 @@ class PartitionWorker:
             if not ok:
                 failed.append(j)
         return "ok", tuple(failed), {n: state[n] for n in worker_state}
+
+
+def _range(n: int, index: int, n_workers: int) -> tuple[int, int]:
+    return n * index // n_workers, n * (index + 1) // n_workers
+
+
+class AlsWorker:
+    """Data-parallel ALS (a model with ``solve_factor``, MF): worker ``index`` of ``n_workers``
+    owns a contiguous range of the users and one of the items. An iteration has two
+    bulk-synchronous phases: every worker solves its users' rows of ``U`` from ``V`` and writes
+    them to the shards; then its items' rows of ``V`` from the new ``U``. Each row's solve is the
+    sweep's own, so the run is the in-process run bit for bit. (Each worker holds all ratings
+    here; it reads only those of its users and items.)
+
+    A failure between the phases leaves ``U`` of iteration ``k`` and ``V`` of ``k - 1``: rerunning
+    iteration ``k`` recomputes ``U`` from that ``V``, the same values.
+    """
+
+    phases: tuple[str, ...] = ("U", "V")
+    commits = False
+
+    def __init__(
+        self, model: Model, data: Any, seed: int, index: int, n_workers: int, shards, shard_rows, shapes, dtypes
+    ) -> None:
+        self.model, self.data = model, data
+        self.shards, self.shard_rows = list(shards), list(shard_rows)
+        self.shapes, self.dtypes = dict(shapes), {n: np.dtype(d) for n, d in dtypes.items()}
+        self.ranges = {n: _range(int(self.shapes[n][0]), int(index), int(n_workers)) for n in ("U", "V")}
+
+    def run_phase(self, k: int, phase: str, worker_state: Mapping[str, np.ndarray]) -> tuple[str, tuple[int, ...], State]:
+        server, failed = gather_from(self.shards, self.shard_rows, self.shapes, self.dtypes)
+        if server is None:
+            return "pull_failed", failed, {}
+        lo, hi = self.ranges[phase]
+        solved = self.model.solve_factor(phase, server, self.data, lo, hi)  # type: ignore[attr-defined]
+        refs = []
+        for j, (s, rows) in enumerate(zip(self.shards, self.shard_rows)):
+            mine = (rows[phase] >= lo) & (rows[phase] < hi)
+            if mine.any():
+                values = np.ascontiguousarray(solved[rows[phase][mine] - lo])
+                refs.append((j, s.write_rows.remote({phase: values}, {phase: np.flatnonzero(mine)})))
+        failed_push = []
+        for j, ref in refs:
+            try:
+                ray.get(ref)
+            except ACTOR_ERRORS:
+                failed_push.append(j)
+        return "ok", tuple(failed_push), dict(worker_state)
+
+
+def data_parallel_worker(model: Model) -> type:
+    """The data-parallel program of ``model``: ALS's row solves where the model has them
+    (``solve_factor``), else local SGD with model averaging."""
+    return AlsWorker if hasattr(model, "solve_factor") else PartitionWorker
