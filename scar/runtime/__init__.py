@@ -7,7 +7,9 @@ them (docs/design.md §11).
 - :mod:`scar.runtime.engine`: :class:`~scar.runtime.engine.LiveEngine`, the coordinator, which
   implements the measurement's engine seam over the actors, checkpoints and recovers;
 - :mod:`scar.runtime.faults`: SIGKILL of a shard's process, and the punisher;
-- :mod:`scar.runtime.live`: one live failure measured beside the simulated trial of the same failure.
+- :mod:`scar.runtime.live`: one live failure measured beside the simulated trial of the same failure;
+- :mod:`scar.runtime.soak`: a run to the target while the punisher kills random shards.
 
-Importing this package imports ``ray``; nothing outside :mod:`scar.stages` imports it.
+Its modules import ``ray``; outside benchmarks and tests only :mod:`scar.stages.runtime` imports
+them, inside the stage's function.
 """
