@@ -162,6 +162,16 @@ def _full_save_iteration(image: Checkpoint) -> int:
     return int(its[0])
 
 
+def trial_failure(baseline: Baseline, spec: TrialSpec, settings: TrialSettings) -> tuple[Failure, BlockLayout, np.ndarray]:
+    """The failure of trial ``spec`` on ``baseline``: its iteration and nodes, the blocks'
+    layout and the mask of the blocks it loses (the same for a simulated and a live trial)."""
+    T = failure_iteration(spec.position, baseline.k_base)
+    layout = BlockLayout.from_arrays(baseline.server_state_at(T))
+    node_of_block = assign_blocks(layout.n_blocks, settings.n_nodes, settings.placement, settings.seed)  # type: ignore[arg-type]
+    failure = Failure(T, sample_failed_nodes(settings.n_nodes, spec.fraction, np.random.default_rng(spec.seed)))
+    return failure, layout, failure.lost_blocks(node_of_block)
+
+
 def run_trial(
     model: Model,
     data: Any,
@@ -176,12 +186,9 @@ def run_trial(
 ) -> list[dict[str, Any]]:
     """Measure every strategy on one failure; one row per strategy (:data:`TRIAL_COLUMNS`)."""
     engine = engine if engine is not None else InProcessEngine(model, data, baseline.seed)
-    T = failure_iteration(spec.position, baseline.k_base)
+    failure, layout, lost_mask = trial_failure(baseline, spec, settings)
+    T = failure.iteration
     x_T = baseline.server_state_at(T)
-    layout = BlockLayout.from_arrays(x_T)
-    node_of_block = assign_blocks(layout.n_blocks, settings.n_nodes, settings.placement, settings.seed)  # type: ignore[arg-type]
-    failure = Failure(T, sample_failed_nodes(settings.n_nodes, spec.fraction, np.random.default_rng(spec.seed)))
-    lost_mask = failure.lost_blocks(node_of_block)
     lost_rows = layout.row_masks(lost_mask)
     limits = settings.limits(baseline)
     fit = baseline.contraction

@@ -144,6 +144,18 @@ class MatrixFactorization(Model):
         _solve_rows(*data.by_user, state["V"], float(self.l2), state["U"])
         _solve_rows(*data.by_item, state["U"], float(self.l2), state["V"])
 
+    def solve_factor(self, factor: str, state: State, data: _Ratings, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo..hi-1`` of ``U`` (from ``V``) or of ``V`` (from ``U``), solved exactly as a
+        sweep solves them: each row's solve is independent of the others', so workers owning
+        ranges of rows compute a sweep's half together, bit for bit (the live runtime's
+        data-parallel ALS)."""
+        if factor not in ("U", "V"):
+            raise ValueError(f"factor must be 'U' or 'V', got {factor!r}")
+        indptr, cols, values = data.by_user if factor == "U" else data.by_item
+        out = np.empty((hi - lo, self.rank))
+        _solve_rows(indptr[lo : hi + 1], cols, values, state["V" if factor == "U" else "U"], float(self.l2), out)
+        return out
+
     def _residuals(self, state: State, data: _Ratings) -> np.ndarray:
         return data.rating - np.einsum("ij,ij->i", state["U"][data.user], state["V"][data.item])
 

@@ -224,3 +224,23 @@ def plot_validation(summary: pd.DataFrame, path: Any) -> None:
         ax.set_title(f"{m} / {d}: planner prediction vs simulation")
         ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_runtime_scale(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """The live runtime's cost curve against model size (benchmarks/bench_runtime_scale.py):
+    iteration, checkpoint and restore seconds against the number of weights, log-log."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    series = [
+        ("iteration_s", "iteration (data-parallel)"),
+        ("full_save_s", "full checkpoint"),
+        ("priority_save_s", "priority checkpoint (r = 1/4)"),
+        ("partial_restore_s", "partial restore (1 shard)"),
+        ("full_restore_s", "traditional restore (all shards)"),
+        ("partial_recovery_s", "partial recovery, with Ray's detect + restart"),
+    ]
+    for col, label in series:
+        ax.plot(table["weights"], table[col], marker="o", label=label)
+    ax.set(xscale="log", yscale="log", xlabel="model size (weights)", ylabel="seconds")
+    ax.set_title("Live runtime on a synthetic Criteo stand-in (sparse LR)")
+    ax.legend(fontsize=8)
+    _save(fig, path)

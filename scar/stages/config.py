@@ -9,17 +9,19 @@ stages need. Every error names the offending key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
+from scar.checkpoint.strategy import Strategy, resolve_strategies
 from scar.core.failures import check_window
 from scar.datasets import check_dataset_options, declared_dims
 from scar.measure.study import StudySettings
 from scar.measure.trials import TrialSettings, plan_trials
 from scar.models import make_model
 from scar.planner.inputs import PlannerSettings
+from scar.stages.runtime import RuntimeSettings
 
 
 class ConfigError(ValueError):
@@ -168,6 +170,39 @@ def planner_settings(config: Mapping[str, Any]) -> PlannerSettings:
         raise ConfigError(str(err)) from err
 
 
+def runtime_settings(config: Mapping[str, Any]) -> RuntimeSettings:
+    """The live runtime's settings (``runtime:``; absent or no experiments: the stage is off).
+    ``runtime.experiments`` must name configured experiments."""
+    r = config.get("runtime") or {}
+    known = {f"{e.model}/{e.dataset}" for e in experiments(config)}
+    for name in r.get("experiments", []):
+        if name not in known:
+            raise ConfigError(f"runtime.experiments: {name!r} is not a configured experiment (model/dataset: {sorted(known)})")
+    defaults = RuntimeSettings()
+    try:
+        settings = RuntimeSettings(
+            experiments=tuple(r.get("experiments", ())),
+            strategies=tuple(r.get("strategies", defaults.strategies)),
+            n_failures=int(r.get("n_failures", defaults.n_failures)),
+            fraction=float(r.get("fraction", defaults.fraction)),
+            n_nodes=int(r.get("n_nodes", defaults.n_nodes)),
+            address=r.get("address") or None,
+            num_cpus=int(r.get("num_cpus", defaults.num_cpus)),
+        )
+        runtime_strategies(config, settings)
+    except ValueError as err:
+        msg = str(err)
+        raise ConfigError(msg if msg.startswith("runtime.") else f"runtime: {msg}") from err
+    return settings
+
+
+def runtime_strategies(config: Mapping[str, Any], settings: RuntimeSettings) -> tuple[Strategy, ...]:
+    """The live runtime's strategies, each fractional one at every ``checkpoints.r_values``."""
+    return resolve_strategies(
+        settings.strategies, [float(r) for r in config["checkpoints"]["r_values"]], int(config["checkpoints"]["interval"])
+    )
+
+
 def fraction_tag(fraction: float) -> str:
     """How a failure fraction appears in paths: ``0.125``."""
     return f"{fraction:g}"
@@ -248,3 +283,7 @@ def check(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"failures.fractions: {fractions} are not distinct at the precision of result paths ({tags})")
     study_settings(config)
     planner_settings(config)
+    runtime = runtime_settings(config)
+    for name in runtime.experiments:
+        exp = next(e for e in experiments(config) if f"{e.model}/{e.dataset}" == name)
+        check_layout(config, exp, replace(settings, n_nodes=runtime.n_nodes, strategies=runtime_strategies(config, runtime)))

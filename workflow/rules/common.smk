@@ -15,6 +15,8 @@ TRIALS = scar_config.trial_table(config)
 SETTINGS = scar_config.trial_settings(config)
 STUDY = scar_config.study_settings(config)
 PLANNER = scar_config.planner_settings(config)
+RUNTIME = scar_config.runtime_settings(config)
+RUNTIME_STRATEGIES = scar_config.runtime_strategies(config, RUNTIME)
 THREADS = config.get("threads", 1)
 
 
@@ -116,4 +118,4 @@ def final_outputs():
         "results/tables/perturbations.csv",
         "results/tables/perturbation_summary.csv",
         "results/figures/perturbations.png",
-    ] + planner_outputs()
+    ] + planner_outputs() + (["results/tables/live_vs_simulated.csv"] if RUNTIME.experiments else [])
