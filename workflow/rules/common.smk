@@ -96,7 +96,8 @@ def planner_outputs():
     """The planner's tables and figure (rules/planner.smk); validation only when configured."""
     out = ["results/tables/plans.csv"]
     if config["planner"]["validate"]:
-        out += ["results/tables/planner_validation.csv", "results/figures/planner_validation.png"]
+        out += ["results/tables/planner_validation.csv", "results/tables/planner_verdicts.csv"]
+        out += ["results/figures/planner_validation.png"]
     return out
 
 

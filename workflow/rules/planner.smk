@@ -3,9 +3,19 @@
 VALIDATED = [tuple(e.split("/")) for e in PLANNER.validate]
 
 
+def experiment_trials(wildcards):
+    """The failure-trial batches of one experiment: the planner calibrates rework on them."""
+    return [
+        f"results/trials/{m}/{d}/seed{s}/batch{b}.csv"
+        for m, d, s, b in BATCHES
+        if (m, d) == (wildcards.model, wildcards.dataset)
+    ]
+
+
 rule plan_checkpoints:
     input:
         baseline=first_baseline("baseline.npz"),
+        trials=experiment_trials,
     output:
         "results/planner/{model}/{dataset}/plan.csv",
     log:
@@ -24,6 +34,7 @@ rule validate_plan:
         dataset="results/data/{dataset}.npz",
         baseline=first_baseline("baseline.npz"),
         summary=first_baseline("summary.json"),
+        trials=experiment_trials,
     output:
         "results/planner/{model}/{dataset}/validation.csv",
     log:
@@ -53,6 +64,7 @@ rule planner_report:
             for k, p, c in [
                 ("plans", "results/tables/plans.csv", "plans"),
                 ("validation", "results/tables/planner_validation.csv", "planner_validation"),
+                ("verdicts", "results/tables/planner_verdicts.csv", "planner_verdicts"),
                 ("figure", "results/figures/planner_validation.png", "planner_validation_figure"),
             ]
             if k == "plans" or VALIDATED
