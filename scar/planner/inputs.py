@@ -147,6 +147,12 @@ class PlannerSettings:
         except ValueError as err:
             raise ValueError(f"planner.intervals/r_values: {err}") from None
 
+    @property
+    def n_validated_settings(self) -> int:
+        """Settings a validation simulates: every candidate and at most one more, traditional at
+        Young/Daly's interval."""
+        return len(candidates(self.strategies, self.intervals, self.r_values)) + 1
+
     def inputs(self, baseline: Baseline) -> PlanInputs:
         """The planner's inputs for ``baseline`` at these costs."""
         return planner_inputs_for(

@@ -81,8 +81,7 @@ def study_runtime(wildcards, input):
 
 
 def validation_runtime(wildcards, input):
-    # The recommendation, traditional at Young/Daly's interval and n_other more settings.
-    n_settings = 2 + PLANNER.n_other
+    n_settings = PLANNER.n_validated_settings
     iterations = scar_resources.validation_iterations(n_settings, PLANNER.n_replicates, experiment(wildcards).max_iters, SETTINGS)
     return scar_resources.iterations_runtime(input.summary, iterations)
 
@@ -117,4 +116,6 @@ def final_outputs():
         "results/tables/perturbations.csv",
         "results/tables/perturbation_summary.csv",
         "results/figures/perturbations.png",
+        # The report's front page (rules/front_page.smk).
+        FRONT_PAGE,
     ] + planner_outputs()
