@@ -62,3 +62,16 @@ def test_calibrated_plan_ranks_candidates_by_the_calibrated_cost():
     order = t.sort_values("rank_bound")["C"].tolist()
     assert order == by_bound.table["C"].tolist()
     assert plan(inputs, movement, rework_model=BOUND, **kw).table.equals(by_bound.table)
+
+
+def test_scar_plan_prices_rework_by_the_given_trials(capsys, tmp_path):
+    from scar.cli import main
+
+    synthetic_trials(0.3, 60).to_csv(tmp_path / "batch0.csv", index=False)
+    args = ["plan", "--n-params", "1e6", "--checkpoint-seconds", "20", "--seconds-per-iteration", "10", "--mtbf", "50",
+            "--failure-fraction", "0.25", "--c", str(C), "--initial-distance", str(D0), "--run-iterations", "60"]  # fmt: skip
+    assert main([*args, "--trials", str(tmp_path / "batch*.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "x bound (95% CI" in out and "60 partial-recovery trials" in out
+    assert main([*args, "--trials", str(tmp_path / "none*.csv")]) == 2
+    assert "--trials: no file matches" in capsys.readouterr().err

@@ -46,6 +46,8 @@ class ReworkModel:
         return self.scale * iteration_cost_bound(delta_norm, iteration, c, initial_distance)
 
     def describe(self) -> str:
+        if self.source == "bound" and self.n_trials == 0:
+            return "the worst-case bound"
         if self.source == "bound":
             return f"worst-case bound ({self.n_trials} partial-recovery trials: too few to calibrate)"
         return (
