@@ -237,6 +237,9 @@ def plot_validation(summary: pd.DataFrame, verdicts: pd.DataFrame, path: Any) ->
         high = np.array([100 * float(v.loc[e, "excess_ci_high"]) if e in v.index else np.nan for e in experiments])
         ax.bar(x, y, width=0.35, color=colour, label=f"recommended ({pricing} rework)")
         ax.errorbar(x, y, yerr=[y - low, high - y], fmt="none", color="k", capsize=3)
+        for xi, yi in zip(x, y):
+            if np.isfinite(yi):  # a zero-height bar (the cheapest itself) stays readable
+                ax.annotate(f"+{yi:.0f}%", (xi, max(yi, 0)), ha="center", va="bottom", fontsize=7, color=colour)
     if len(verdicts):
         tol = float(verdicts["tolerance"].iloc[0])
         ax.axhline(100 * tol, color="0.3", ls="--", lw=1, label=f"{tol:.0%} tolerance")
