@@ -161,6 +161,7 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     proc = run_snakemake(tmp_path, "--configfile", str(config), "--report", str(report))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert report.stat().st_size > 10_000
+    assert "Headline results" in report.read_text()  # the front page shows the results
 
     # A second run from scratch gives the same numbers (seeded end to end).
     other = tmp_path / "again"
