@@ -342,4 +342,5 @@ def plan_table(p: Plan, experiment: Sequence[str]) -> pd.DataFrame:
     m = p.rework_model
     out["rework_scale"], out["rework_scale_low"], out["rework_scale_high"] = m.scale, m.scale_low, m.scale_high
     out["rework_model"], out["calibration_trials"] = m.source, m.n_trials
+    out["seconds_per_iteration"] = p.inputs.seconds_per_iteration
     return out

@@ -14,7 +14,7 @@ from scar.core.bounds import bound_verdicts, iteration_cost_bound_multi
 from scar.measure.trajectory import Baseline
 from scar.measure.trials import TrialSettings
 from scar.models.base import Model
-from scar.planner.plan import Plan
+from scar.planner.plan import Plan, plan_table
 from scar.planner.simulation import simulate_run
 
 YOUNG_DALY = "traditional at Young/Daly"
@@ -34,6 +34,11 @@ def settings_to_check(p: Plan) -> list[tuple[Any, str]]:
     return out
 
 
+#: The columns of a validation run that come from the plan (:func:`attach_plan`), not the simulation.
+PLAN_COLUMNS = ["role", "rank", "rank_bound", "young_daly", "predicted_cost", "predicted_cost_bound",
+                "predicted_rework_per_failure"]  # fmt: skip
+
+
 def validate_plan(
     model: Model,
     data: Any,
@@ -45,15 +50,13 @@ def validate_plan(
     experiment: tuple[str, str] = ("", ""),
 ) -> pd.DataFrame:
     """Simulate every setting of :func:`settings_to_check` ``n_replicates`` times; one row per run,
-    with the predicted cost of a run (``K_base x (time per iteration + expected overhead)``),
-    rework priced by the plan's model and by the bound. Replicate ``i`` of every setting meets
-    the same failure arrivals (common random numbers), so settings compare run by run."""
+    with the plan's columns (:func:`attach_plan`). Replicate ``i`` of every setting meets the
+    same failure arrivals (common random numbers), so settings compare run by run. The runs do
+    not depend on how the plan priced rework: only the candidates and Young/Daly's interval."""
     if n_replicates < 1:
         raise ValueError(f"planner.n_replicates must be >= 1, got {n_replicates}")
     rows = []
-    t = p.inputs.seconds_per_iteration
-    yd = (str(p.young_daly["strategy"]), int(p.young_daly["C"]), float(p.young_daly["r"]))
-    for scored, role in settings_to_check(p):
+    for scored, _ in settings_to_check(p):
         strategy, C, r = str(scored["strategy"]), int(scored["C"]), float(scored["r"])
         for rep in range(n_replicates):
             run = simulate_run(model, data, baseline, get_strategy(strategy).with_r(r), C, p.inputs, settings, replicate=rep)
@@ -66,17 +69,10 @@ def validate_plan(
                     "model": experiment[0],
                     "dataset": experiment[1],
                     "setting": f"{strategy} C={C} r={r:g}",
-                    "role": role,
                     "strategy": strategy,
                     "C": C,
                     "r": r,
-                    "rank": int(scored.get("rank", 0)) if role != YOUNG_DALY else 0,
-                    "rank_bound": int(scored.get("rank_bound", 0)) if role != YOUNG_DALY else 0,
-                    "young_daly": (strategy, C, r) == yd,
                     "replicate": rep,
-                    "predicted_cost": baseline.k_base * (t + float(scored["cost_per_iteration"])),
-                    "predicted_cost_bound": baseline.k_base * (t + float(scored["cost_per_iteration_bound"])),
-                    "predicted_rework_per_failure": float(scored["expected_rework"]),
                     "simulated_cost": run.cost,
                     "iterations": run.iterations,
                     "k_base": baseline.k_base,
@@ -88,7 +84,36 @@ def validate_plan(
                     "restore_bytes": run.restore_bytes,
                 }
             )
-    return pd.DataFrame(rows)
+    return attach_plan(pd.DataFrame(rows), plan_table(p, experiment))
+
+
+def attach_plan(runs: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """The plan's columns (:data:`PLAN_COLUMNS`) on the validation runs of its experiment,
+    matched by (strategy, C, r): each setting's role, rank (rework priced by the plan's model)
+    and rank by the bound-priced cost, whether it is traditional at Young/Daly's interval, and
+    the predicted cost of a run, ``K_base x (time per iteration + expected overhead)``, both ways.
+    ``plan`` is a :func:`~scar.planner.plan.plan_table`."""
+    keys = ["strategy", "C", "r"]
+    ref = plan[plan["young_daly_reference"].astype(bool)].iloc[0]
+    cands = plan[~plan["young_daly_reference"].astype(bool)]
+    n = len(cands)
+    out = runs.drop(columns=[c for c in PLAN_COLUMNS if c in runs.columns])
+    scored = pd.concat([cands, plan[plan["young_daly_reference"].astype(bool)].assign(rank=0, rank_bound=0)])
+    scored = scored.drop_duplicates(keys)  # Young/Daly's interval may be a candidate too
+    cols = ["rank", "rank_bound", "cost_per_iteration", "cost_per_iteration_bound", "expected_rework", "seconds_per_iteration"]
+    out = out.merge(scored[keys + cols], on=keys, how="left", validate="many_to_one")
+    if out["rank"].isna().any():
+        missing = sorted(set(out.loc[out["rank"].isna(), "setting"]))
+        raise ValueError(f"validation runs of settings the plan does not score: {missing}")
+    out["rank"] = out["rank"].astype(int)
+    out["rank_bound"] = out["rank_bound"].astype(int)
+    out["role"] = ["recommended" if k == 1 else (YOUNG_DALY if k == 0 else f"ranked {k} of {n}") for k in out["rank"]]
+    out["young_daly"] = (out["strategy"] == ref["strategy"]) & (out["C"] == ref["C"]) & (out["r"] == ref["r"])
+    t = out.pop("seconds_per_iteration")
+    out["predicted_cost"] = out["k_base"] * (t + out.pop("cost_per_iteration"))
+    out["predicted_cost_bound"] = out["k_base"] * (t + out.pop("cost_per_iteration_bound"))
+    out["predicted_rework_per_failure"] = out.pop("expected_rework")
+    return out
 
 
 def summarize_validation(runs: pd.DataFrame) -> pd.DataFrame:

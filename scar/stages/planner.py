@@ -51,20 +51,23 @@ def validate_plan(
     trial_settings: TrialSettings,
     out: PathLike,
     *,
-    trial_files: Sequence[PathLike] = (),
     threads: int = 1,
 ) -> pd.DataFrame:
-    """Simulate whole runs under failures for every candidate setting of the plan (CSV)."""
+    """Simulate whole runs under failures for every candidate setting (CSV). The runs do not
+    depend on the failure trials (only the plan's columns do, attached by :func:`planner_report`),
+    so this job need not wait for them."""
     from scar.planner.plan import plan_for_baseline
+    from scar.planner.validation import PLAN_COLUMNS
     from scar.planner.validation import validate_plan as simulate
 
     model, dataset, data, baseline = load_experiment(model_name, params, dataset_path, baseline_path)
-    p = plan_for_baseline(settings, baseline, read_trials(trial_files))
+    p = plan_for_baseline(settings, baseline)  # the candidates and Young/Daly's interval
     t0 = time.perf_counter()
     with threadpool_limits(threads):
         runs = simulate(
             model, data, baseline, p, trial_settings, n_replicates=settings.n_replicates, experiment=(model_name, dataset.name),
         )  # fmt: skip
+    runs = runs.drop(columns=PLAN_COLUMNS)
     write_csv(runs, out)
     log.info(
         "planner validation %s/%s: %d simulated runs in %.1fs", model_name, dataset.name, len(runs), time.perf_counter() - t0
@@ -83,12 +86,22 @@ def planner_report(
 ) -> None:
     """Concatenate the plans; summarise the validation runs, judge each recommendation against
     the cheapest simulated setting, and plot both."""
-    from scar.planner.validation import planner_verdicts, summarize_validation
+    from scar.planner.validation import attach_plan, planner_verdicts, summarize_validation
     from scar.report.figures import plot_validation
 
-    write_csv(pd.concat([pd.read_csv(f) for f in plan_files], ignore_index=True), plans_out)
+    plans = pd.concat([pd.read_csv(f) for f in plan_files], ignore_index=True)
+    write_csv(plans, plans_out)
     if validation_files and validation_out is not None and figure_out is not None:
-        runs = pd.concat([pd.read_csv(f) for f in validation_files], ignore_index=True)
+        # Each experiment's runs with its plan's ranks and predictions (rework calibrated on its trials).
+        parts = []
+        for f in validation_files:
+            runs = pd.read_csv(f)
+            m, d = runs["model"].iloc[0], runs["dataset"].iloc[0]
+            plan = plans[(plans["model"] == m) & (plans["dataset"] == d)]
+            if plan.empty:
+                raise ValueError(f"{f}: no plan for {m}/{d} among the plan files")
+            parts.append(attach_plan(runs, plan))
+        runs = pd.concat(parts, ignore_index=True)
         summary = summarize_validation(runs)
         verdicts = planner_verdicts(runs)
         write_csv(summary, validation_out)

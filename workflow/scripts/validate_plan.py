@@ -12,6 +12,5 @@ validate_plan(
     snakemake.params.settings,
     snakemake.params.trial_settings,
     snakemake.output[0],
-    trial_files=snakemake.input.trials,
     threads=snakemake.threads,
 )
