@@ -43,9 +43,13 @@ def _floats(text: str, option: str) -> list[float]:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    import glob
     import json
     from pathlib import Path
 
+    import pandas as pd
+
+    from scar.planner.calibration import BOUND, fit_rework_model
     from scar.planner.plan import PlanInputs, TrajectoryMovement, format_plan, plan
 
     # Defaults from a baseline: its summary.json (c, ||x_0 - x*||, K_base, time per iteration)
@@ -106,6 +110,13 @@ def _plan(args: argparse.Namespace) -> int:
         run_iterations=int(known["run_iterations"]),
         restore_seconds_per_byte=args.restore_seconds_per_byte,
     )
+    rework_model = BOUND
+    if args.trials:
+        files = sorted(f for pattern in args.trials for f in glob.glob(pattern))
+        if not files:
+            raise ValueError(f"--trials: no file matches {' '.join(args.trials)}")
+        trials = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        rework_model = fit_rework_model(trials, inputs.c, inputs.initial_distance, min_trials=args.min_calibration_trials)
     intervals = None if args.intervals is None else [int(x) if x == int(x) else x for x in _floats(args.intervals, "--intervals")]
     result = plan(
         inputs,
@@ -113,6 +124,7 @@ def _plan(args: argparse.Namespace) -> int:
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
         intervals=intervals,
         r_values=_floats(args.r_values, "--r-values"),
+        rework_model=rework_model,
     )
     print(format_plan(result, top=args.top))
     print("perturbation norms from the baseline trajectory" if movement is not None else
@@ -153,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--strategies", default="traditional,scar,full_partial,round_robin_partial", help="comma-separated")
     p.add_argument("--intervals", help="comma-separated candidate C (default: powers of 2 below the run length, and C*)")
     p.add_argument("--r-values", default="1,0.5,0.25,0.125", help="comma-separated candidate r")
+    p.add_argument(
+        "--trials", nargs="+", help="failure-trial CSVs (globs) of this experiment: rework is priced by a model fitted on them"
+    )
+    p.add_argument(
+        "--min-calibration-trials", type=int, default=10, help="fewer partial-recovery trials: price rework by the bound"
+    )
     p.add_argument("--top", type=int, default=8, help="candidates to print")
     p.set_defaults(func=_plan)
     args = parser.parse_args(argv)

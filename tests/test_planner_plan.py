@@ -46,6 +46,9 @@ class _Stub:
             return np.full(T.size, self.full), T - ((T - 1) // interval) * interval
         return np.full(T.size, self.partial), np.zeros_like(T)
 
+    def saves_per_iteration(self, strategy, interval):
+        return 1.0 / interval
+
 
 def test_young_daly_interval():
     assert young_daly_interval(2.0, 20.0) == 9  # sqrt(80) = 8.94
@@ -133,6 +136,16 @@ def test_trajectory_movement_matches_a_replay_by_hand(quadratic_baseline):
     pri, _ = m.delta_squared(S("scar", 0.25), 8, 0.25)
     rr, _ = m.delta_squared(S("round_robin_partial", 0.25), 8, 0.25)
     assert pri.mean() <= rr.mean()
+
+
+def test_trajectory_movement_counts_the_saves_of_a_run(quadratic_baseline):
+    # A failure-free run of K iterations saves after iterations C, 2C, ... <= K: none when C > K.
+    _, b = quadratic_baseline
+    m, K = TrajectoryMovement({"x": b.snapshots["x"]}), b.k_base
+    assert m.saves_per_iteration(S("traditional", 1.0), 5) == pytest.approx((K // 5) / K)
+    assert m.saves_per_iteration(S("full_partial", 1.0), K + 1) == 0.0
+    # r = 1/4 of the blocks every C/4 iterations: a full checkpoint's bytes every C iterations.
+    assert m.saves_per_iteration(S("round_robin_partial", 0.25), 8) == pytest.approx((K // 2) / 4 / K, rel=0.05)
 
 
 def test_planner_settings_name_the_key():

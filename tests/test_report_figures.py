@@ -11,7 +11,7 @@ from scar.measure.study import StudySettings, run_study
 from scar.measure.trials import TrialSettings, plan_trials, run_trial, trials_frame
 from scar.planner.inputs import PlannerSettings
 from scar.planner.plan import plan_for_baseline
-from scar.planner.validation import summarize_validation, validate_plan
+from scar.planner.validation import planner_verdicts, summarize_validation, validate_plan
 from scar.report import figures
 
 
@@ -66,7 +66,9 @@ def test_study_figure_has_a_column_per_experiment(tmp_path, quadratic_baseline):
 
 def test_validation_figure(tmp_path, quadratic_baseline):
     model, base = quadratic_baseline
-    p = plan_for_baseline(PlannerSettings(mtbf=15, intervals=(4, 8), n_replicates=2, n_other=1), base)
-    runs = validate_plan(model, None, base, p, TrialSettings(), n_replicates=2, n_other=1, experiment=("quadratic", "none"))
-    figures.plot_validation(summarize_validation(runs), tmp_path / "validation.png")
+    p = plan_for_baseline(
+        PlannerSettings(mtbf=15, strategies=("traditional", "scar"), intervals=(4, 16), r_values=(0.5,), n_replicates=2), base
+    )
+    runs = validate_plan(model, None, base, p, TrialSettings(), n_replicates=2, experiment=("quadratic", "none"))
+    figures.plot_validation(summarize_validation(runs), planner_verdicts(runs), tmp_path / "validation.png")
     _check_png(tmp_path / "validation.png")

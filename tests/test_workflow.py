@@ -32,6 +32,7 @@ TABLES = (
     "perturbation_summary",
     "plans",
     "planner_validation",
+    "planner_verdicts",
 )
 TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
 TINY_TRIALS = scar_config.trial_table(TINY)
@@ -146,12 +147,21 @@ def test_tiny_run_interrupted_resumes_end_to_end(tmp_path):
     validation = pd.read_csv(results / "tables" / "planner_validation.csv")
     assert {"recommended", "traditional at Young/Daly"} <= set(validation["role"])
     assert np.isfinite(validation[["predicted_cost", "simulated_cost"]].to_numpy()).all()
+    # Every candidate is simulated, and the recommendations are judged against the cheapest.
+    # (one experiment validated; Young/Daly's C = round(sqrt(2 * 2 * 10)) = 6 is not a candidate)
+    assert len(validation) == scar_config.planner_settings(TINY).n_validated_settings
+    verdicts = pd.read_csv(results / "tables" / "planner_verdicts.csv")
+    assert set(verdicts["pricing"]) == {"calibrated", "bound"} and (verdicts["excess"] >= 0).all()
+    # The report's front page: the description with the headline results, from the tables.
+    front = (results / "report" / "front_page.rst").read_text()
+    assert "Headline results" in front and "Checkpoint planner" in front
 
     # The HTML report holds the figures and tables.
     report = results / "report.html"
     proc = run_snakemake(tmp_path, "--configfile", str(config), "--report", str(report))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert report.stat().st_size > 10_000
+    assert "Headline results" in report.read_text()  # the front page shows the results
 
     # A second run from scratch gives the same numbers (seeded end to end).
     other = tmp_path / "again"

@@ -29,6 +29,8 @@ class PlanInputs:
     initial_distance: float
     run_iterations: int
     restore_seconds_per_byte: float | None = None
+    #: Bytes of the state outside the server arrays that a whole-job save also writes.
+    worker_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -40,6 +42,7 @@ class PlanInputs:
             ("--c", self.c, 0 < self.c < 1, "must be in (0, 1)"),
             ("--initial-distance", self.initial_distance, self.initial_distance > 0, "must be positive"),
             ("--run-iterations", self.run_iterations, self.run_iterations >= 2, "must be at least 2"),
+            ("worker_bytes", self.worker_bytes, self.worker_bytes >= 0, "must be >= 0"),
         ]
         if self.restore_seconds_per_byte is not None:
             r = self.restore_seconds_per_byte
@@ -102,6 +105,7 @@ def planner_inputs_for(
         c=baseline.contraction.c,
         initial_distance=baseline.contraction.initial_distance,
         run_iterations=baseline.k_base,
+        worker_bytes=float(baseline.worker_state_bytes),
     )
 
 
@@ -118,7 +122,8 @@ class PlannerSettings:
     intervals: tuple[int, ...] = (2, 4, 8, 16, 32)
     r_values: tuple[float, ...] = (0.5, 0.25)
     n_replicates: int = 3
-    n_other: int = 2
+    #: Fewer partial-recovery failure trials than this: rework is priced by the bound.
+    min_calibration_trials: int = 10
 
     def __post_init__(self) -> None:
         for key, value, ok in (
@@ -127,7 +132,7 @@ class PlannerSettings:
             ("mtbf", self.mtbf, self.mtbf > 0),
             ("failure_fraction", self.failure_fraction, 0 < self.failure_fraction <= 1),
             ("n_replicates", self.n_replicates, self.n_replicates >= 1),
-            ("n_other", self.n_other, self.n_other >= 0),
+            ("min_calibration_trials", self.min_calibration_trials, self.min_calibration_trials >= 1),
         ):
             if not ok:
                 raise ValueError(f"planner.{key}: bad value {value!r}")
@@ -141,6 +146,12 @@ class PlannerSettings:
                 raise ValueError("no valid (strategy, C, r): r * C must be whole for some pair")
         except ValueError as err:
             raise ValueError(f"planner.intervals/r_values: {err}") from None
+
+    @property
+    def n_validated_settings(self) -> int:
+        """Settings a validation simulates: every candidate and at most one more, traditional at
+        Young/Daly's interval."""
+        return len(candidates(self.strategies, self.intervals, self.r_values)) + 1
 
     def inputs(self, baseline: Baseline) -> PlanInputs:
         """The planner's inputs for ``baseline`` at these costs."""

@@ -13,9 +13,12 @@ and compares the cheapest with traditional checkpointing at Young/Daly's interva
 
 What is a bound and what is an estimate:
 
-- ``expected_rework`` is the worst-case bound ``log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))``
-  evaluated at an *estimate* of the perturbation each strategy causes, averaged over failure
-  iterations ``T`` uniform in the run, for the partial strategies. Traditional recovery restarts
+- ``expected_rework`` of a partial strategy is a :class:`~scar.planner.calibration.ReworkModel`
+  (the worst-case bound ``log_{1/c}(1 + ||delta|| / (c^T ||x_0 - x*||))`` times a scale fitted
+  on the experiment's failure trials, or the bound itself without trials) evaluated at an
+  *estimate* of the perturbation each strategy causes, averaged over failure iterations ``T``
+  uniform in the run. The bound-priced cost stays beside it (``cost_per_iteration_bound``,
+  ``rank_bound``) for comparison. Traditional recovery restarts
   the whole job from its last full save ``s`` and replays the iterations since exactly, so its
   rework is the staleness ``T - s`` itself (what the failure trials measure), not a bound. The
   bound is an upper bound only for a deterministic update with a constant rate ``c``; for a
@@ -26,6 +29,10 @@ What is a bound and what is an estimate:
   expectation over which nodes fail), else from the contraction model ``||x_k - x*|| = d0 c^k``
   along one direction (:class:`GeometricMovement`, which cannot see what ``priority`` gains and
   scores it as ``round_robin``: an over-estimate of its perturbation).
+- Checkpoint I/O counts the bytes the policy writes over a failure-free run of
+  ``run_iterations`` iterations (replayed on the trajectory; ``1 / C`` of the model per
+  iteration in the geometric model), so an interval longer than the run writes nothing.
+  A whole-job save also writes the workers' state (``PlanInputs.worker_bytes``).
 - Second-order effects are left out: failures during rework, failures during a checkpoint,
   and the run getting longer with every failure.
 """
@@ -45,6 +52,7 @@ from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, get_strategy
 from scar.core.blocks import BlockLayout
 from scar.core.bounds import iteration_cost_bound
 from scar.measure.trajectory import Baseline
+from scar.planner.calibration import BOUND, ReworkModel, fit_rework_model
 from scar.planner.inputs import PlanInputs, PlannerSettings, candidates
 
 
@@ -60,6 +68,10 @@ class Movement(Protocol):
     and the staleness ``s_T`` of a full rollback (0 where not a full rollback)."""
 
     def delta_squared(self, strategy: Strategy, interval: int, fraction: float) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def saves_per_iteration(self, strategy: Strategy, interval: int) -> float:
+        """Bytes written per iteration of a failure-free run, as a fraction of one full checkpoint."""
+        ...
 
 
 def _last_full_save(T: np.ndarray, interval: int) -> np.ndarray:
@@ -104,6 +116,9 @@ class GeometricMovement:
             stale = np.zeros_like(T)
         return d2, stale
 
+    def saves_per_iteration(self, strategy, interval):
+        return 1.0 / interval
+
 
 @dataclass
 class TrajectoryMovement:
@@ -123,7 +138,7 @@ class TrajectoryMovement:
         lengths = {a.shape[0] for a in self.snapshots.values()}
         if len(lengths) != 1 or min(lengths) < 3:
             raise ValueError("trajectory snapshots must share a first axis of at least 3 iterations")
-        self._cache: dict[tuple[str, int, float], np.ndarray] = {}
+        self._cache: dict[tuple[str, int, float], tuple[np.ndarray, float]] = {}
 
     @property
     def run_iterations(self) -> int:
@@ -138,16 +153,22 @@ class TrajectoryMovement:
             ckpt = Checkpointer(strategy.policy(interval, seed=self.seed))
             layout = BlockLayout.from_arrays(self._at(0))
             out = []
+            full = ckpt.advance_to(1, self._at).bytes_written  # the initial full save
             for T in range(1, self.run_iterations):
                 image = ckpt.advance_to(T, self._at).image  # the saves before T, one replay in all
                 assert image is not None
                 out.append(float(np.sum(layout.block_distances(self._at(T), image.values) ** 2)))
-            self._cache[key] = np.asarray(out)
+            # The saves of iterations 1..run_iterations (a failure-free run saves after its last).
+            written = ckpt.advance_to(self.run_iterations + 1).bytes_written - full
+            self._cache[key] = (np.asarray(out), written / (full * self.run_iterations))
         return self._cache[key]
+
+    def saves_per_iteration(self, strategy, interval):
+        return self._replay(strategy, interval)[1]
 
     def delta_squared(self, strategy, interval, fraction):
         s = strategy
-        d2 = self._replay(s, interval)
+        d2 = self._replay(s, interval)[0]
         T = np.arange(1, self.run_iterations)
         if s.recovery == "partial":
             return d2 * fraction, np.zeros_like(T)
@@ -155,8 +176,11 @@ class TrajectoryMovement:
         return d2, stale
 
 
-def score(inputs: PlanInputs, movement: Movement, strategy: Strategy, interval: int) -> dict[str, float | str | int]:
-    """Expected costs (seconds per iteration) of one candidate."""
+def score(
+    inputs: PlanInputs, movement: Movement, strategy: Strategy, interval: int, rework_model: ReworkModel = BOUND
+) -> dict[str, float | str | int]:
+    """Expected costs (seconds per iteration) of one candidate, rework priced by ``rework_model``
+    (and, for comparison, by the bound: the ``*_bound`` columns)."""
     s = strategy
     d2, stale = movement.delta_squared(strategy, interval, inputs.failure_fraction)
     T = np.arange(1, d2.size + 1)
@@ -164,13 +188,20 @@ def score(inputs: PlanInputs, movement: Movement, strategy: Strategy, interval: 
     if s.whole_job:
         # A whole-job restart replays the iterations since its save exactly: its rework is that
         # staleness, as the failure trials measure it, not a bound.
-        rework = float(np.mean(stale))
+        rework = rework_bound = float(np.mean(stale))
     else:
         bounds = [iteration_cost_bound(n, int(t), inputs.c, inputs.initial_distance) for n, t in zip(norms, T)]
-        rework = float(np.mean(bounds))
-    restored = inputs.model_bytes * (1.0 if s.recovery == "full" else inputs.failure_fraction)
-    checkpoint = inputs.checkpoint_seconds / interval
-    failure = (rework * inputs.seconds_per_iteration + restored * inputs.restore_per_byte) / inputs.mtbf_iterations
+        rework_bound = float(np.mean(bounds))
+        rework = rework_model.scale * rework_bound
+    worker = inputs.worker_bytes if s.whole_job else 0.0
+    restored = inputs.model_bytes * (1.0 if s.recovery == "full" else inputs.failure_fraction) + worker
+    saved = inputs.model_bytes + worker
+    checkpoint = saved * inputs.write_seconds_per_byte * movement.saves_per_iteration(strategy, interval)
+
+    def per_failure(rw: float) -> float:
+        return (rw * inputs.seconds_per_iteration + restored * inputs.restore_per_byte) / inputs.mtbf_iterations
+
+    failure, failure_bound = per_failure(rework), per_failure(rework_bound)
     return {
         "strategy": strategy.name,
         "C": interval,
@@ -180,6 +211,8 @@ def score(inputs: PlanInputs, movement: Movement, strategy: Strategy, interval: 
         "checkpoint_cost": checkpoint,
         "failure_cost": failure,
         "cost_per_iteration": checkpoint + failure,
+        "expected_rework_bound": rework_bound,
+        "cost_per_iteration_bound": checkpoint + failure_bound,
     }
 
 
@@ -192,6 +225,7 @@ class Plan:
     young_daly: pd.Series
     young_daly_interval: int
     inputs: PlanInputs
+    rework_model: ReworkModel = BOUND
 
     @property
     def saving(self) -> float:
@@ -213,8 +247,10 @@ def plan(
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     intervals: Sequence[int] | None = None,
     r_values: Sequence[float] = (1.0, 0.5, 0.25, 0.125),
+    rework_model: ReworkModel = BOUND,
 ) -> Plan:
-    """Score every candidate and recommend the cheapest (see the module's docstring)."""
+    """Score every candidate, rework priced by ``rework_model``, and recommend the cheapest (see
+    the module's docstring). ``rank_bound`` is each candidate's rank with rework priced by the bound."""
     if movement is None:
         movement = GeometricMovement(inputs.c, inputs.initial_distance, inputs.run_iterations)
     yd = young_daly_interval(inputs.checkpoint_iterations, inputs.mtbf_iterations)
@@ -225,10 +261,19 @@ def plan(
     cands = candidates(strategies, intervals, r_values)
     if not cands:
         raise ValueError("no valid (strategy, C, r) candidate: check --intervals and --r-values (r * C must be whole)")
-    rows = [score(inputs, movement, s, C) for s, C in cands]
-    ref = score(inputs, movement, get_strategy("traditional"), yd)
-    table = pd.DataFrame(rows).sort_values(["cost_per_iteration", "strategy", "C", "r"], kind="stable", ignore_index=True)
-    return Plan(table=table, best=table.iloc[0], young_daly=pd.Series(ref), young_daly_interval=yd, inputs=inputs)
+    rows = [score(inputs, movement, s, C, rework_model) for s, C in cands]
+    ref = score(inputs, movement, get_strategy("traditional"), yd, rework_model)
+    table = pd.DataFrame(rows)
+    keys = ["strategy", "C", "r"]
+    by_bound = table.sort_values(["cost_per_iteration_bound", *keys], kind="stable", ignore_index=True)
+    table = table.sort_values(["cost_per_iteration", *keys], kind="stable", ignore_index=True)
+    rank_bound = {tuple(r): i + 1 for i, r in enumerate(by_bound[keys].itertuples(index=False))}
+    table["rank"] = np.arange(1, len(table) + 1)
+    table["rank_bound"] = [rank_bound[tuple(r)] for r in table[keys].itertuples(index=False)]
+    return Plan(
+        table=table, best=table.iloc[0], young_daly=pd.Series(ref), young_daly_interval=yd, inputs=inputs,
+        rework_model=rework_model,
+    )  # fmt: skip
 
 
 def format_plan(p: Plan, top: int = 8) -> str:
@@ -257,21 +302,29 @@ def format_plan(p: Plan, top: int = 8) -> str:
         f"expected saving against traditional at Young/Daly's interval: {p.saving:.1%} of the fault-tolerance overhead "
         f"({p.time_saving:.2%} of the total time per iteration)",
         "costs are seconds per iteration; E[rework] is a whole-job restart's staleness for traditional and, for partial"
-        " strategies, the bound at the estimated perturbation (an estimate, see `scar.planner.plan`)",
+        f" strategies, {p.rework_model.describe()} at the estimated perturbation (an estimate, see `scar.planner.plan`)",
     ]
     return "\n".join(lines)
 
 
-def plan_for_baseline(settings: PlannerSettings, baseline: Baseline) -> Plan:
+def plan_for_baseline(settings: PlannerSettings, baseline: Baseline, trials: pd.DataFrame | None = None) -> Plan:
     """The plan for ``baseline`` at the configured costs, perturbation norms measured on its
-    trajectory."""
+    trajectory, rework calibrated on ``trials`` (the experiment's failure trials; without them,
+    or with fewer than ``planner.min_calibration_trials``, the bound)."""
     movement = TrajectoryMovement({n: baseline.snapshots[n] for n in baseline.server_params}, seed=baseline.seed)
+    inputs = settings.inputs(baseline)
+    model = BOUND
+    if trials is not None:
+        model = fit_rework_model(
+            trials, inputs.c, inputs.initial_distance, min_trials=settings.min_calibration_trials, seed=baseline.seed
+        )
     return plan(
-        settings.inputs(baseline),
+        inputs,
         movement,
         strategies=settings.strategies,
         intervals=settings.intervals,
         r_values=settings.r_values,
+        rework_model=model,
     )
 
 
@@ -285,4 +338,9 @@ def plan_table(p: Plan, experiment: Sequence[str]) -> pd.DataFrame:
     ref = p.young_daly.to_dict() | {"model": experiment[0], "dataset": experiment[1], "recommended": False}
     t["young_daly_reference"] = False
     ref["young_daly_reference"] = True
-    return pd.concat([t, pd.DataFrame([ref])], ignore_index=True)
+    out = pd.concat([t, pd.DataFrame([ref])], ignore_index=True)
+    m = p.rework_model
+    out["rework_scale"], out["rework_scale_low"], out["rework_scale_high"] = m.scale, m.scale_low, m.scale_high
+    out["rework_model"], out["calibration_trials"] = m.source, m.n_trials
+    out["seconds_per_iteration"] = p.inputs.seconds_per_iteration
+    return out

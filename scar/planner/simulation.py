@@ -12,6 +12,10 @@ the whole job from its last full save ``s`` (server rows, workers' state, counte
     iterations executed x time per iteration + bytes written x write cost + bytes restored x read cost
 
 (the full save at iteration 0, the same for every strategy, is not counted).
+
+The run is executed by a :class:`~scar.measure.baseline_engine.BaselineEngine` by default: the
+iterations before the first failure, and a whole-job rollback's exact replay, are read off the
+baseline instead of computed (the same numbers, without the model steps).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.strategy import Strategy
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.failures import sample_failed_nodes
+from scar.measure.baseline_engine import BaselineEngine
 from scar.measure.engine import Engine, InProcessEngine
 from scar.measure.trajectory import Baseline
 from scar.measure.trials import TrialSettings, stable_seed
@@ -59,7 +64,7 @@ def simulate_run(
     engine: Engine | None = None,
 ) -> SimulatedRun:
     """One training run to the baseline's target under failures (see the module's docstring)."""
-    engine = engine if engine is not None else InProcessEngine(model, data, baseline.seed)
+    engine = engine if engine is not None else BaselineEngine(InProcessEngine(model, data, baseline.seed), baseline)
     engine.load(baseline.state_at(0), 0)
     names = baseline.server_params
     ckpt = Checkpointer(strategy.policy(interval, seed=settings.policy_seed))

@@ -204,25 +204,49 @@ def plot_study(runs: pd.DataFrame, fits: Sequence[Mapping[str, Any]], path: Any)
     _save(fig, path)
 
 
-def plot_validation(summary: pd.DataFrame, path: Any) -> None:
-    """Predicted against simulated cost of a run, one point per setting (error bars: one
-    standard deviation over the simulated runs); the diagonal is a perfect prediction."""
+def plot_validation(summary: pd.DataFrame, verdicts: pd.DataFrame, path: Any) -> None:
+    """Per validated experiment, predicted against simulated cost of a run for every candidate
+    (filled: rework priced by the calibrated model, hollow: by the bound; the recommendations
+    ringed; the diagonal is a perfect prediction); last panel, each recommendation's simulated
+    cost over the cheapest simulated setting's, with 95% paired-bootstrap intervals over
+    replicates, against the tolerance."""
     experiments = list(summary[["model", "dataset"]].drop_duplicates().itertuples(index=False))
-    fig, axes = plt.subplots(1, max(1, len(experiments)), figsize=(6.5 * max(1, len(experiments)), 5), squeeze=False)
+    n = max(1, len(experiments))
+    fig, axes = plt.subplots(1, n + 1, figsize=(5.2 * (n + 1), 4.6), squeeze=False)
     for ax, (m, d) in zip(axes[0], experiments):
         h = summary[(summary["model"] == m) & (summary["dataset"] == d)]
-        for i, row in enumerate(h.itertuples(index=False)):
-            ax.errorbar(
-                row.simulated_cost, row.predicted_cost, xerr=0 if np.isnan(row.simulated_cost_sd) else row.simulated_cost_sd,
-                fmt="o*sD^v"[i % 6], color=f"C{i}", label=f"{row.setting} ({row.role})",
-            )  # fmt: skip
+        ax.scatter(h["simulated_cost"], h["predicted_cost"], color="C0", s=18, label="calibrated rework")
+        ax.scatter(h["simulated_cost"], h["predicted_cost_bound"], facecolors="none", edgecolors="C3", s=18, label="bound rework")
+        for col, pred, colour in (("rank", "predicted_cost", "C0"), ("rank_bound", "predicted_cost_bound", "C3")):
+            rec = h[h[col] == 1]
+            ax.scatter(rec["simulated_cost"], rec[pred], s=160, facecolors="none", edgecolors=colour, linewidths=2)
         lo = float(min(h["simulated_cost"].min(), h["predicted_cost"].min())) * 0.95
-        hi = float(max(h["simulated_cost"].max(), h["predicted_cost"].max())) * 1.05
+        hi = float(max(h["simulated_cost"].max(), h["predicted_cost_bound"].max())) * 1.05
         ax.plot([lo, hi], [lo, hi], color="0.5", ls="--", lw=1, label="predicted = simulated")
-        ax.set_xlabel("simulated cost of a run (mean over runs), in iteration times")
+        ax.set_xlabel("simulated cost of a run (mean over replicates)")
         ax.set_ylabel("predicted cost of a run")
-        ax.set_title(f"{m} / {d}: planner prediction vs simulation")
+        ax.set_title(f"{m} / {d}: {len(h)} settings (ringed: recommended)", fontsize=9)
         ax.legend(fontsize=7)
+    ax = axes[0][-1]
+    labels = [f"{m}/{d}" for m, d in experiments]
+    for k, (pricing, colour) in enumerate((("calibrated", "C0"), ("bound", "C3"))):
+        v = verdicts[verdicts["pricing"] == pricing].set_index(["model", "dataset"])
+        x = np.arange(len(experiments)) + (k - 0.5) * 0.35
+        y = np.array([100 * float(v.loc[e, "excess"]) if e in v.index else np.nan for e in experiments])
+        low = np.array([100 * float(v.loc[e, "excess_ci_low"]) if e in v.index else np.nan for e in experiments])
+        high = np.array([100 * float(v.loc[e, "excess_ci_high"]) if e in v.index else np.nan for e in experiments])
+        ax.bar(x, y, width=0.35, color=colour, label=f"recommended ({pricing} rework)")
+        ax.errorbar(x, y, yerr=[y - low, high - y], fmt="none", color="k", capsize=3)
+        for xi, yi in zip(x, y):
+            if np.isfinite(yi):  # a zero-height bar (the cheapest itself) stays readable
+                ax.annotate(f"+{yi:.0f}%", (xi, max(yi, 0)), ha="center", va="bottom", fontsize=7, color=colour)
+    if len(verdicts):
+        tol = float(verdicts["tolerance"].iloc[0])
+        ax.axhline(100 * tol, color="0.3", ls="--", lw=1, label=f"{tol:.0%} tolerance")
+    ax.set_xticks(np.arange(len(experiments)), labels, fontsize=8)
+    ax.set_ylabel("simulated cost over the cheapest simulated setting (%)")
+    ax.set_title("the planner's recommendation against the cheapest", fontsize=9)
+    ax.legend(fontsize=7)
     _save(fig, path)
 
 

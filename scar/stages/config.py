@@ -164,7 +164,7 @@ def planner_settings(config: Mapping[str, Any]) -> PlannerSettings:
             intervals=tuple(int(c) for c in p["intervals"]),
             r_values=tuple(float(r) for r in p["r_values"]),
             n_replicates=int(p["n_replicates"]),
-            n_other=int(p["n_other"]),
+            min_calibration_trials=int(p["min_calibration_trials"]),
         )
     except ValueError as err:
         raise ConfigError(str(err)) from err

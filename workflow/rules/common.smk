@@ -83,8 +83,7 @@ def study_runtime(wildcards, input):
 
 
 def validation_runtime(wildcards, input):
-    # The recommendation, traditional at Young/Daly's interval and n_other more settings.
-    n_settings = 2 + PLANNER.n_other
+    n_settings = PLANNER.n_validated_settings
     iterations = scar_resources.validation_iterations(n_settings, PLANNER.n_replicates, experiment(wildcards).max_iters, SETTINGS)
     return scar_resources.iterations_runtime(input.summary, iterations)
 
@@ -98,7 +97,8 @@ def planner_outputs():
     """The planner's tables and figure (rules/planner.smk); validation only when configured."""
     out = ["results/tables/plans.csv"]
     if config["planner"]["validate"]:
-        out += ["results/tables/planner_validation.csv", "results/figures/planner_validation.png"]
+        out += ["results/tables/planner_validation.csv", "results/tables/planner_verdicts.csv"]
+        out += ["results/figures/planner_validation.png"]
     return out
 
 
@@ -118,4 +118,6 @@ def final_outputs():
         "results/tables/perturbations.csv",
         "results/tables/perturbation_summary.csv",
         "results/figures/perturbations.png",
+        # The report's front page (rules/front_page.smk).
+        FRONT_PAGE,
     ] + planner_outputs() + (["results/tables/live_vs_simulated.csv"] if RUNTIME.experiments else [])

@@ -3,9 +3,19 @@
 VALIDATED = [tuple(e.split("/")) for e in PLANNER.validate]
 
 
+def experiment_trials(wildcards):
+    """The failure-trial batches of one experiment: the planner calibrates rework on them."""
+    return [
+        f"results/trials/{m}/{d}/seed{s}/batch{b}.csv"
+        for m, d, s, b in BATCHES
+        if (m, d) == (wildcards.model, wildcards.dataset)
+    ]
+
+
 rule plan_checkpoints:
     input:
         baseline=first_baseline("baseline.npz"),
+        trials=experiment_trials,
     output:
         "results/planner/{model}/{dataset}/plan.csv",
     log:
@@ -19,6 +29,8 @@ rule plan_checkpoints:
         "../scripts/plan_checkpoints.py"
 
 
+# The simulated runs do not depend on the trials (the plan's ranks and predictions, which do, are
+# attached by planner_report), so this job runs beside the trials.
 rule validate_plan:
     input:
         dataset="results/data/{dataset}.npz",
@@ -53,6 +65,7 @@ rule planner_report:
             for k, p, c in [
                 ("plans", "results/tables/plans.csv", "plans"),
                 ("validation", "results/tables/planner_validation.csv", "planner_validation"),
+                ("verdicts", "results/tables/planner_verdicts.csv", "planner_verdicts"),
                 ("figure", "results/figures/planner_validation.png", "planner_validation_figure"),
             ]
             if k == "plans" or VALIDATED

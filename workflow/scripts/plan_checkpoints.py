@@ -8,4 +8,5 @@ plan_checkpoints(
     snakemake.params.settings,
     (snakemake.wildcards.model, snakemake.wildcards.dataset),
     snakemake.output[0],
+    snakemake.input.trials,
 )

@@ -8,5 +8,6 @@ planner_report(
     snakemake.input.validations,
     plans_out=snakemake.output.plans,
     validation_out=snakemake.output.get("validation"),
+    verdicts_out=snakemake.output.get("verdicts"),
     figure_out=snakemake.output.get("figure"),
 )
