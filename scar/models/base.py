@@ -91,6 +91,14 @@ class Model(ABC):
         data is loaded; None where the model cannot tell (the check then waits for the data)."""
         return None
 
+    def touched_rows(self, data: Any, rng: np.random.Generator) -> Mapping[str, np.ndarray] | None:
+        """The server rows the iteration whose stream is ``rng`` accesses: array name -> row ids
+        (a row read twice appears twice); arrays not named are not accessed. ``rng`` is a fresh
+        copy of the stream :meth:`step` gets, so the model draws its minibatches as ``step`` does.
+        The ``frequency`` checkpoint policy ranks rows by these counts. Default None: every row,
+        once (a dense model)."""
+        return None
+
     def server_state(self, state: State) -> State:
         """The server-held part of ``state`` (views, not copies)."""
         return {n: state[n] for n in self.server_params}

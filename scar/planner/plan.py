@@ -40,7 +40,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from scar.checkpoint.checkpointer import Checkpointer
+from scar.checkpoint.checkpointer import Checkpointer, TouchedAt
 from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, get_strategy
 from scar.core.blocks import BlockLayout
 from scar.core.bounds import iteration_cost_bound
@@ -118,6 +118,9 @@ class TrajectoryMovement:
 
     snapshots: Mapping[str, np.ndarray]
     seed: int = 0
+    #: The rows each iteration accessed (:attr:`~scar.measure.trajectory.Baseline.touched_at`),
+    #: for the frequency policy; None: every row, every iteration.
+    touched_at: TouchedAt | None = None
 
     def __post_init__(self) -> None:
         lengths = {a.shape[0] for a in self.snapshots.values()}
@@ -139,7 +142,7 @@ class TrajectoryMovement:
             layout = BlockLayout.from_arrays(self._at(0))
             out = []
             for T in range(1, self.run_iterations):
-                image = ckpt.advance_to(T, self._at).image  # the saves before T, one replay in all
+                image = ckpt.advance_to(T, self._at, self.touched_at).image  # the saves before T, one replay in all
                 assert image is not None
                 out.append(float(np.sum(layout.block_distances(self._at(T), image.values) ** 2)))
             self._cache[key] = np.asarray(out)
@@ -265,7 +268,9 @@ def format_plan(p: Plan, top: int = 8) -> str:
 def plan_for_baseline(settings: PlannerSettings, baseline: Baseline) -> Plan:
     """The plan for ``baseline`` at the configured costs, perturbation norms measured on its
     trajectory."""
-    movement = TrajectoryMovement({n: baseline.snapshots[n] for n in baseline.server_params}, seed=baseline.seed)
+    movement = TrajectoryMovement(
+        {n: baseline.snapshots[n] for n in baseline.server_params}, seed=baseline.seed, touched_at=baseline.touched_at
+    )
     return plan(
         settings.inputs(baseline),
         movement,
