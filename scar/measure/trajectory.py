@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from scar._atomic import atomic_write
+from scar.checkpoint.checkpointer import TouchedRows
 from scar.core.blocks import params_distance
 from scar.core.bounds import ContractionEstimate, ContractionFit, NotLinearlyConvergentError, estimate_contraction_ci
-from scar.checkpoint.checkpointer import TouchedRows
 from scar.measure.engine import Engine, InProcessEngine, iteration_rng
 from scar.models.base import Model, State
 
@@ -177,7 +177,9 @@ class Baseline:
         )
 
 
-def touched_counts(model: Model, data: Any, seed: int, k: int, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray] | None:
+def touched_counts(
+    model: Model, data: Any, seed: int, k: int, shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray] | None:
     """Per server array, how often iteration ``k`` of the run seeded ``seed`` accesses each row
     (:meth:`~scar.models.base.Model.touched_rows` on a fresh copy of the iteration's stream);
     None for a dense model."""
@@ -285,7 +287,9 @@ def run_baseline(
     snapshots = {n: np.stack([s[n] for s in snaps[: k_base + 1]]) for n in snaps[0]}
     counts: dict[str, np.ndarray] = {}
     if touched[1] is not None:
-        counts = {n: np.stack([np.zeros(shapes[n][0], np.int32)] + [t[n] for t in touched[1 : k_base + 1]]) for n in model.server_params}  # type: ignore[index]
+        counts = {
+            n: np.stack([np.zeros(shapes[n][0], np.int32)] + [t[n] for t in touched[1 : k_base + 1]]) for n in model.server_params
+        }  # type: ignore[index]
     return Baseline(
         model=model.name,
         seed=seed,

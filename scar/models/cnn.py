@@ -129,7 +129,9 @@ class ConvNet(Model):
         y = np.asarray(dataset.arrays["y"], dtype=np.int64)
         side = int(round(np.sqrt(X.shape[1]))) if X.ndim == 2 else 0
         if X.ndim != 2 or side * side != X.shape[1] or y.shape != (X.shape[0],):
-            raise ValueError(f"cnn needs square images X of shape (n, side**2) and labels y of shape (n,), got {X.shape} and {y.shape}")
+            raise ValueError(
+                f"cnn needs square images X of shape (n, side**2) and labels y of shape (n,), got {X.shape} and {y.shape}"
+            )
         if self.n_train is not None and self.n_train < X.shape[0]:
             keep = np.arange(self.n_train) * (X.shape[0] // self.n_train)  # every class, when sorted by label
             X, y = X[keep], y[keep]

@@ -106,7 +106,9 @@ class EmbeddingRecommender(Model):
         user, item = np.asarray(a["user"], dtype=np.int64), np.asarray(a["item"], dtype=np.int64)
         rating = np.asarray(a["rating"], dtype=np.float64)
         if not user.shape == item.shape == rating.shape or user.ndim != 1:
-            raise ValueError(f"ncf needs user, item and rating arrays of one length, got {user.shape}, {item.shape}, {rating.shape}")
+            raise ValueError(
+                f"ncf needs user, item and rating arrays of one length, got {user.shape}, {item.shape}, {rating.shape}"
+            )
         n_users, n_items = (int(x) for x in a["shape"])
         centred = (rating - rating.mean()).astype(DTYPE)
         return _Ratings(
