@@ -189,3 +189,26 @@ def test_frequency_policy_saves_the_most_accessed_rows(torch_run):
 def test_torch_threads_follow_threadpool_limits():
     with threadpool_limits(1):
         assert torch.get_num_threads() == 1
+
+
+def test_planner_replays_and_simulates_with_the_accesses(torch_run):
+    """The planner's replay of frequency_partial uses the recorded accesses (without them it is
+    a round robin by age, another image), and a simulated run under failures counts them live."""
+    from scar.planner.plan import PlanInputs, TrajectoryMovement
+    from scar.planner.simulation import simulate_run
+
+    model, data, b = torch_run
+    if model.name == "cnn":
+        return
+    snaps = {n: b.snapshots[n] for n in b.server_params}
+    freq = get_strategy("frequency_partial").with_r(0.25)
+    with_counts = TrajectoryMovement(snaps, seed=b.seed, touched_at=b.touched_at).delta_squared(freq, 4, 0.5)[0]
+    dense = TrajectoryMovement(snaps, seed=b.seed).delta_squared(freq, 4, 0.5)[0]
+    assert np.all(np.isfinite(with_counts)) and not np.array_equal(with_counts, dense)
+    inputs = PlanInputs(
+        model_bytes=float(sum(a[0].nbytes for a in snaps.values())), write_seconds_per_byte=0.0, seconds_per_iteration=1.0,
+        mtbf_iterations=3.0, failure_fraction=0.25, c=0.9, initial_distance=1.0, run_iterations=b.k_base,
+    )  # fmt: skip
+    with threadpool_limits(1):
+        run = simulate_run(model, data, b, freq, 4, inputs, TrialSettings(n_nodes=4), replicate=1)
+    assert run.n_failures > 0 and run.iterations >= b.k_base and run.checkpoint_bytes > 0

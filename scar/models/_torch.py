@@ -1,5 +1,5 @@
 """What the torch models share: deterministic CPU kernels and server rows that hold a layer's
-parameters with their optimizer state (docs/design.md §16).
+parameters with their optimizer state (docs/design.md §7.3).
 
 The state stays numpy (every engine, checkpoint and recovery handles it unchanged); a step wraps
 the arrays with :func:`torch.from_numpy` (shared memory, no copy) and updates them in place.

@@ -7,7 +7,7 @@ One iteration is ``batches_per_iteration`` minibatches of ``batch_size`` digits 
 replacement from the iteration's stream. The objective is the mean cross-entropy over the whole
 training set plus ``l2 / 2`` times the squared norm of the weights (not the biases).
 
-Server state (docs/design.md §16): one array per layer, one row per output unit (a conv row is an
+Server state (docs/design.md §7.3): one array per layer, one row per output unit (a conv row is an
 output channel, its weights flattened over (in, kh, kw)); a row holds the unit's weights and bias
 and then their momentum (heavy ball, ``m = mu m + g; w -= lr m``), so a failure loses a row's
 parameters and momentum together and a recovery restores both from the checkpoint. Heavy ball

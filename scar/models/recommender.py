@@ -7,7 +7,7 @@ over all ratings of ``(r_ui - pred)^2 + l2 (||p_u||^2 + ||q_i||^2)``; a minibatc
 is unbiased for it, and only the embedding rows the minibatch looks up receive one.
 
 One iteration is ``batches_per_iteration`` minibatches of ``batch_size`` ratings drawn without
-replacement from the iteration's stream. Server state (docs/design.md §16): the two embedding
+replacement from the iteration's stream. Server state (docs/design.md §7.3): the two embedding
 tables, one row per user or item (CPR's blocks), and the MLP's two layers, one row per output
 unit ([weights | bias]). Plain SGD, as CPR trains DLRM: there is no optimizer state, and an
 iteration changes only the embedding rows it looks up, which :meth:`touched_rows` reports (every
