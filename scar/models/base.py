@@ -28,6 +28,7 @@ class Model(ABC):
         for k in 1, 2, ...:                      # one iteration each, see `iteration`
             model.step(state, data, rng_k)       # in place; rng_k is the k-th common random stream
             model.objective(state, data)         # any time; lower is better
+        model.touched_rows(data, rng_k)          # optional: the rows iteration k accesses
         model.rebuild(state, data, lost)         # for the rebuild recovery, after the restore
         model.after_recovery(state, data, lost)  # once after a recovery, before the next step
 
