@@ -74,7 +74,7 @@ def _plan(args: argparse.Namespace) -> int:
             if b.contraction is None:
                 raise ValueError(f"--baseline: no contraction rate could be fitted on {path}; give --c and --initial-distance")
             snaps = {n: b.snapshots[n] for n in b.server_params}
-            movement = TrajectoryMovement(snaps, seed=b.seed)
+            movement = TrajectoryMovement(snaps, seed=b.seed, touched_at=b.touched_at)
             known = {"c": b.contraction.c, "initial_distance": b.contraction.initial_distance, "run_iterations": b.k_base,
                      "seconds_per_iteration": b.seconds_per_iteration,
                      "model_bytes": float(sum(a[0].nbytes for a in snaps.values()))}  # fmt: skip

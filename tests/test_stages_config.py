@@ -101,10 +101,22 @@ def test_trial_table_is_deterministic_and_complete(default_config):
     b = scar_config.trial_table(default_config)
     assert a.equals(b)
     f = default_config["failures"]
-    n_experiments = len(scar_config.experiments(default_config))
-    assert len(a) == n_experiments * f["n_trials"] * len(f["fractions"])
+    # Each experiment has its own number of failure positions (failures.n_trials or its own).
+    n_positions = sum(e.n_trials for e in scar_config.experiments(default_config))
+    assert len(a) == n_positions * len(f["fractions"])
     assert a["position"].between(*f["window"]).all()
     assert not a.duplicated(["model", "dataset", "fraction", "trial"]).any()
+
+
+def test_a_model_or_dataset_sets_its_own_trial_count(default_config):
+    cfg = _set(default_config, "models.mf.n_trials", 4)
+    cfg["models"]["mf"]["overrides"]["jester"]["n_trials"] = 2
+    table = scar_config.trial_table(cfg)
+    assert table[table.model == "mf"].groupby("dataset")["trial"].nunique().to_dict() == {"jester": 2, "movielens": 4}
+    assert table[table.model == "mlr"].groupby("dataset")["trial"].nunique().to_dict() == {"covtype": 20, "mnist": 20}
+    # No more baselines than failure positions: one for a stochastic model with one position.
+    cnn = next(e for e in scar_config.experiments(cfg) if e.model == "cnn")
+    assert cnn.n_trials == 1 and cnn.seeds == (0,)
 
 
 def test_workflow_refuses_a_bad_config_at_parse_time(tmp_path, default_config):

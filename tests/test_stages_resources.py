@@ -36,12 +36,13 @@ def test_batches_partition_each_experiments_trials(default_config, size):
     # The same trials whatever the batch size; only the job they run in differs.
     cols = ["model", "dataset", "baseline_seed", "fraction", "trial", "position", "seed"]
     pd.testing.assert_frame_equal(table[cols], unbatched[cols])
-    per_exp = len(cfg["failures"]["fractions"]) * cfg["failures"]["n_trials"]
-    for (model, _), rows in table.groupby(["model", "dataset"]):
-        assert len(rows) == per_exp
-        # Stochastic experiments spread their positions over baseline.seeds baselines, every
-        # fraction of a position on the same one; deterministic ones have one baseline.
-        n_seeds = cfg["baseline"]["seeds"] if model in ("mlr", "lda") else 1
+    experiments = {(e.model, e.dataset): e for e in scar_config.experiments(cfg)}
+    for (model, dataset), rows in table.groupby(["model", "dataset"]):
+        exp = experiments[model, dataset]
+        assert len(rows) == len(cfg["failures"]["fractions"]) * exp.n_trials
+        # Stochastic experiments spread their positions over baseline.seeds baselines (no more
+        # than positions), every fraction of a position on the same one; deterministic ones have one.
+        n_seeds = min(cfg["baseline"]["seeds"], exp.n_trials) if model in ("mlr", "lda", "cnn", "ncf") else 1
         assert sorted(set(rows["baseline_seed"])) == [cfg["seed"] + j for j in range(n_seeds)]
         assert (rows.groupby("trial")["baseline_seed"].nunique() == 1).all()
         for _, one in rows.groupby("baseline_seed"):

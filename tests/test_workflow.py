@@ -181,11 +181,12 @@ def test_paper_config_dry_run_builds_its_dag(tmp_path):
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = _jobs(proc.stdout + proc.stderr)
-    # 3 models x 2 datasets x 100 positions x 3 fractions, in batches of failures.batch_size per
-    # baseline: the 4 stochastic experiments have baseline.seeds baselines (20 positions each).
+    # 3 numpy models x 2 datasets and 2 torch models x 1 dataset, x 100 positions x 3 fractions,
+    # in batches of failures.batch_size per baseline: the 6 stochastic experiments (mlr, lda,
+    # cnn, ncf) have baseline.seeds baselines (20 positions each), ALS's two have one.
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     size, seeds = paper["failures"]["batch_size"], paper["baseline"]["seeds"]
-    assert jobs["run_trials"] == 2 * math.ceil(100 * 3 / size) + 4 * seeds * math.ceil(100 // seeds * 3 / size)
-    assert jobs["train_baseline"] == 2 + 4 * seeds
+    assert jobs["run_trials"] == 2 * math.ceil(100 * 3 / size) + 6 * seeds * math.ceil(100 // seeds * 3 / size)
+    assert jobs["train_baseline"] == 2 + 6 * seeds
     print(f"paper config dry run: {elapsed:.1f}s for {jobs['total']} jobs")
     assert elapsed < 60, f"the paper config's DAG took {elapsed:.0f}s to build (limit 60s)"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from scar._atomic import atomic_write
+from scar.checkpoint.checkpointer import TouchedRows
 from scar.core.blocks import params_distance
 from scar.core.bounds import ContractionEstimate, ContractionFit, NotLinearlyConvergentError, estimate_contraction_ci
-from scar.measure.engine import Engine, InProcessEngine
+from scar.measure.engine import Engine, InProcessEngine, iteration_rng
 from scar.models.base import Model, State
 
 
@@ -70,6 +71,9 @@ class Baseline:
     contraction : the estimate of the contraction rate over ``[0, k_base]`` with its bootstrap
         intervals (None when it cannot be fitted; ``info["contraction_error"]`` says why).
     seconds_per_iteration : mean wall time of one iteration.
+    touched : for a model that reports its accessed rows (:meth:`~scar.models.base.Model.touched_rows`):
+        server array -> int32 counts of shape ``(k_base + 1, rows)``, how often iteration ``k``
+        accessed each row (row 0, the initial state, is zero); empty for a dense model.
     """
 
     model: str
@@ -85,6 +89,14 @@ class Baseline:
     contraction: ContractionEstimate | None
     seconds_per_iteration: float
     info: dict[str, Any] = field(default_factory=dict)
+    touched: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def touched_at(self, k: int) -> TouchedRows:
+        """The rows iteration ``k`` accessed, as the Checkpointer counts them (row ids, repeated
+        as often as accessed); None (every row) for a dense model."""
+        if not self.touched:
+            return None
+        return {n: np.repeat(np.arange(c.shape[1]), c[k]) for n, c in self.touched.items()}
 
     @property
     def k_base_fractional(self) -> float:
@@ -126,9 +138,11 @@ class Baseline:
             "seconds_per_iteration": self.seconds_per_iteration,
             "info": self.info,
             "snapshot_names": list(self.snapshots),
+            "touched_names": list(self.touched),
         }
         arrays = {"losses": self.losses, "distances": self.distances, "meta": np.array(json.dumps(meta))}
         arrays.update({f"snapshot__{n}": a for n, a in self.snapshots.items()})
+        arrays.update({f"touched__{n}": a for n, a in self.touched.items()})
         atomic_savez(path, arrays)
 
     @classmethod
@@ -140,6 +154,7 @@ class Baseline:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 snapshots = {n: z[f"snapshot__{n}"] for n in meta["snapshot_names"]}
+                touched = {n: z[f"touched__{n}"] for n in meta.get("touched_names", [])}
                 losses, distances = z["losses"], z["distances"]
         except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"baseline file {path} is unreadable or incomplete: {err}") from err
@@ -158,7 +173,27 @@ class Baseline:
             contraction=None if fit is None else _estimate_from_json(fit),
             seconds_per_iteration=meta["seconds_per_iteration"],
             info=meta["info"],
+            touched=touched,
         )
+
+
+def touched_counts(
+    model: Model, data: Any, seed: int, k: int, shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray] | None:
+    """Per server array, how often iteration ``k`` of the run seeded ``seed`` accesses each row
+    (:meth:`~scar.models.base.Model.touched_rows` on a fresh copy of the iteration's stream);
+    None for a dense model."""
+    rows = model.touched_rows(data, iteration_rng(seed, k))
+    if rows is None:
+        return None
+    out = {}
+    for n in model.server_params:
+        ids = np.asarray(rows.get(n, np.zeros(0, dtype=np.int64)))
+        n_rows = int(shapes[n][0])
+        out[n] = ids.astype(np.int32) if ids.dtype == bool else np.bincount(ids, minlength=n_rows).astype(np.int32)
+        if out[n].shape != (n_rows,):
+            raise ValueError(f"{model.name}.touched_rows: rows of {n!r} out of range [0, {n_rows})")
+    return out
 
 
 def _estimate_to_json(est: ContractionEstimate) -> dict[str, Any]:
@@ -225,8 +260,11 @@ def run_baseline(
     engine.load(model.init_state(data, seed), 0)
     snaps: list[State] = [engine.state()]
     losses = [engine.objective()]
+    shapes = {n: snaps[0][n].shape for n in model.server_params}
+    touched: list[dict[str, np.ndarray] | None] = [None]
     t0 = time.perf_counter()
     for k in range(1, max_iters + 1):
+        touched.append(touched_counts(model, data, seed, k, shapes))
         engine.step()
         losses.append(engine.objective())
         snaps.append(engine.state())
@@ -247,6 +285,11 @@ def run_baseline(
     distances = np.array([params_distance(s, final, model.server_params) for s in snaps])
     fit, why = estimate_baseline_contraction(distances, int(k_base), n_boot=n_boot, seed=seed)
     snapshots = {n: np.stack([s[n] for s in snaps[: k_base + 1]]) for n in snaps[0]}
+    counts: dict[str, np.ndarray] = {}
+    if touched[1] is not None:
+        counts = {
+            n: np.stack([np.zeros(shapes[n][0], np.int32)] + [t[n] for t in touched[1 : k_base + 1]]) for n in model.server_params
+        }  # type: ignore[index]
     return Baseline(
         model=model.name,
         seed=seed,
@@ -261,4 +304,5 @@ def run_baseline(
         contraction=fit,
         seconds_per_iteration=seconds,
         info={"contraction_error": why} if why else {},
+        touched=counts,
     )

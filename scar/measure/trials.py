@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scar.checkpoint.checkpointer import replay
-from scar.checkpoint.policies import CheckpointPolicy
+from scar.checkpoint.policies import CHECKPOINT_POLICIES, CheckpointPolicy
 from scar.checkpoint.stores import Checkpoint
 from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, resolve_strategies
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
@@ -200,9 +200,11 @@ def run_trial(
     for strategy in settings.strategies:
         if strategy.recovery == "rebuild" and not model.rebuilds:
             continue  # nothing to rebuild: it would be the partial recovery of its policy
+        if CHECKPOINT_POLICIES[strategy.checkpoint].uses_accesses and not baseline.touched:
+            continue  # a dense model touches every row: access counts would only rank by age
         key = (strategy.checkpoint, strategy.r)
         if key not in replayed:
-            ckpt = replay(settings.policy(strategy), baseline.server_state_at, T)
+            ckpt = replay(settings.policy(strategy), baseline.server_state_at, T, touched_at=baseline.touched_at)
             assert ckpt.image is not None
             replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.n_saves)
         image, nbytes, n_saves = replayed[key]

@@ -1,5 +1,8 @@
 """Model registry: a model is one module here plus one entry in :data:`MODELS`.
 
+The torch models (``cnn``, ``ncf``) are listed in :data:`TORCH_MODELS` and imported when first
+made, so a job of another model does not pay torch's import.
+
 Third-party packages can add models without touching this file through the ``scar.models``
 entry-point group (``name = "package.module:ModelClass"``).
 """
@@ -7,6 +10,7 @@ entry-point group (``name = "package.module:ModelClass"``).
 from __future__ import annotations
 
 import inspect
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -23,24 +27,38 @@ MODELS: dict[str, type[Model]] = {
     Quadratic.name: Quadratic,
 }
 
+#: Models built on torch, by name: "module:Class", imported on first use.
+TORCH_MODELS: dict[str, str] = {
+    "cnn": "scar.models.cnn:ConvNet",
+    "ncf": "scar.models.recommender:EmbeddingRecommender",
+}
 
-def _registry() -> dict[str, type[Model]]:
-    found = dict(MODELS)
-    for ep in entry_points(group="scar.models"):
-        found.setdefault(ep.name, ep.load())
-    return found
+
+def _load(target: str) -> type[Model]:
+    module, cls = target.split(":")
+    return getattr(import_module(module), cls)
 
 
 def available_models() -> list[str]:
-    return sorted(_registry())
+    names = set(MODELS) | set(TORCH_MODELS) | {ep.name for ep in entry_points(group="scar.models")}
+    return sorted(names)
+
+
+def model_class(name: str) -> type[Model]:
+    """The class registered as ``name`` (a torch model's module is imported now)."""
+    if name in MODELS:
+        return MODELS[name]
+    if name in TORCH_MODELS:
+        return _load(TORCH_MODELS[name])
+    for ep in entry_points(group="scar.models"):
+        if ep.name == name:
+            return ep.load()
+    raise ValueError(f"unknown model {name!r}; registered models: {available_models()}")
 
 
 def make_model(name: str, params: dict[str, Any] | None = None) -> Model:
     """Build a registered model; an unknown name or hyperparameter is a ValueError naming it."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown model {name!r}; registered models: {sorted(registry)}")
-    cls = registry[name]
+    cls = model_class(name)
     params = dict(params or {})
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(params) - accepted)
@@ -62,6 +80,8 @@ __all__ = [
     "State",
     "LogisticRegression",
     "Quadratic",
+    "TORCH_MODELS",
     "available_models",
     "make_model",
+    "model_class",
 ]

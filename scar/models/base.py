@@ -28,6 +28,7 @@ class Model(ABC):
         for k in 1, 2, ...:                      # one iteration each, see `iteration`
             model.step(state, data, rng_k)       # in place; rng_k is the k-th common random stream
             model.objective(state, data)         # any time; lower is better
+        model.touched_rows(data, rng_k)          # optional: the rows iteration k accesses
         model.rebuild(state, data, lost)         # for the rebuild recovery, after the restore
         model.after_recovery(state, data, lost)  # once after a recovery, before the next step
 
@@ -89,6 +90,14 @@ class Model(ABC):
         """The shapes of the server-held arrays on a dataset of sizes ``dims``
         (:attr:`scar.datasets.Dataset.dims`), so that a configuration can be checked before any
         data is loaded; None where the model cannot tell (the check then waits for the data)."""
+        return None
+
+    def touched_rows(self, data: Any, rng: np.random.Generator) -> Mapping[str, np.ndarray] | None:
+        """The server rows the iteration whose stream is ``rng`` accesses: array name -> row ids
+        (a row read twice appears twice); arrays not named are not accessed. ``rng`` is a fresh
+        copy of the stream :meth:`step` gets, so the model draws its minibatches as ``step`` does.
+        The ``frequency`` checkpoint policy ranks rows by these counts. Default None: every row,
+        once (a dense model)."""
         return None
 
     def server_state(self, state: State) -> State:

@@ -47,7 +47,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from scar.checkpoint.checkpointer import Checkpointer
+from scar.checkpoint.checkpointer import Checkpointer, TouchedAt
 from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, get_strategy
 from scar.core.blocks import BlockLayout
 from scar.core.bounds import iteration_cost_bound
@@ -133,6 +133,9 @@ class TrajectoryMovement:
 
     snapshots: Mapping[str, np.ndarray]
     seed: int = 0
+    #: The rows each iteration accessed (:attr:`~scar.measure.trajectory.Baseline.touched_at`),
+    #: for the frequency policy; None: every row, every iteration.
+    touched_at: TouchedAt | None = None
 
     def __post_init__(self) -> None:
         lengths = {a.shape[0] for a in self.snapshots.values()}
@@ -155,7 +158,7 @@ class TrajectoryMovement:
             out = []
             full = ckpt.advance_to(1, self._at).bytes_written  # the initial full save
             for T in range(1, self.run_iterations):
-                image = ckpt.advance_to(T, self._at).image  # the saves before T, one replay in all
+                image = ckpt.advance_to(T, self._at, self.touched_at).image  # the saves before T, one replay in all
                 assert image is not None
                 out.append(float(np.sum(layout.block_distances(self._at(T), image.values) ** 2)))
             # The saves of iterations 1..run_iterations (a failure-free run saves after its last).
@@ -311,7 +314,9 @@ def plan_for_baseline(settings: PlannerSettings, baseline: Baseline, trials: pd.
     """The plan for ``baseline`` at the configured costs, perturbation norms measured on its
     trajectory, rework calibrated on ``trials`` (the experiment's failure trials; without them,
     or with fewer than ``planner.min_calibration_trials``, the bound)."""
-    movement = TrajectoryMovement({n: baseline.snapshots[n] for n in baseline.server_params}, seed=baseline.seed)
+    movement = TrajectoryMovement(
+        {n: baseline.snapshots[n] for n in baseline.server_params}, seed=baseline.seed, touched_at=baseline.touched_at
+    )
     inputs = settings.inputs(baseline)
     model = BOUND
     if trials is not None:

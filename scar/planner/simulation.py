@@ -31,7 +31,7 @@ from scar.checkpoint.strategy import Strategy
 from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.failures import sample_failed_nodes
 from scar.measure.baseline_engine import BaselineEngine
-from scar.measure.engine import Engine, InProcessEngine
+from scar.measure.engine import Engine, InProcessEngine, iteration_rng
 from scar.measure.trajectory import Baseline
 from scar.measure.trials import TrialSettings, stable_seed
 from scar.models.base import Model
@@ -106,7 +106,9 @@ def simulate_run(
             rows = engine.restore(strategy.recovery, ckpt.image.values, lost_rows)
             norms.append(params_distance(engine.server_state(), current, names))
             restored_bytes += sum(float(current[n][rows[n]].nbytes) for n in names)
-        if ckpt.after_iteration(k, engine.server_state()) and job is not None:
+        # The frequency policy counts the rows iteration k accessed (the model's draws of (seed, k)).
+        touched = model.touched_rows(data, iteration_rng(baseline.seed, k)) if ckpt.accesses is not None else None
+        if ckpt.after_iteration(k, engine.server_state(), touched) and job is not None:
             job, job_at = engine.state(), k
             job_bytes += worker_bytes
         loss = engine.objective()

@@ -40,6 +40,9 @@ class Experiment:
     #: Seeds of its baselines: ``baseline.seeds`` of them for a stochastic model (the trials are
     #: spread over them, so the intervals hold the variation between baselines), one otherwise.
     seeds: tuple[int, ...] = (0,)
+    #: Failure positions of its trials (``failures.n_trials`` unless the model or dataset sets
+    #: its own ``n_trials``: an expensive model gets fewer in the default run).
+    n_trials: int = 1
 
 
 def experiments(config: Mapping[str, Any]) -> list[Experiment]:
@@ -70,10 +73,11 @@ def experiments(config: Mapping[str, Any]) -> list[Experiment]:
             max_iters = int(over.get("max_iters", entry["max_iters"]))
             # The convergence target's tolerance: per dataset, else per model, else baseline.tol.
             tol = float(over.get("tol", entry.get("tol", config["baseline"]["tol"])))
+            n_trials = int(over.get("n_trials", entry.get("n_trials", config["failures"]["n_trials"])))
             # No more baselines than failure positions to spread over them.
-            n_seeds = min(baseline_seeds(config), int(config["failures"]["n_trials"])) if stochastic else 1
+            n_seeds = min(baseline_seeds(config), n_trials) if stochastic else 1
             seeds = tuple(int(config["seed"]) + j for j in range(n_seeds))
-            out.append(Experiment(model, dataset, params, max_iters, tol, seeds))
+            out.append(Experiment(model, dataset, params, max_iters, tol, seeds, n_trials))
     return out
 
 
@@ -235,7 +239,7 @@ def trial_table(config: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for exp in experiments(config):
         specs = plan_trials(
-            int(failures["n_trials"]),
+            exp.n_trials,
             [float(f) for f in failures["fractions"]],
             failure_window(config),
             int(config["seed"]),
