@@ -257,3 +257,19 @@ def test_bad_input_is_named(tmp_path):
         ck.step()
     with pytest.raises(ValueError, match="'0.weight' is now"):
         ck.recover([0])
+
+
+@pytest.mark.slow
+def test_the_example_loop_recovers_partially_and_rolls_back_exactly(capsys):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("torch_training", REPO / "examples" / "torch_training.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main(["--fail-at", "50", "--interval", "20", "--target-step", "120", "--cap", "600"])
+    assert all(r["reached"] for r in results.values())
+    assert results["traditional (full, rollback)"]["extra"] == 50 - 40  # reran the steps since its last save, exactly
+    assert results["SCAR (priority r=1/4, partial)"]["lost_rows"] > 0
+    assert "extra" in capsys.readouterr().out

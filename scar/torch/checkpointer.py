@@ -320,7 +320,9 @@ class TorchCheckpointer:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
                 raise ValueError(f"lost node ids must be integers, got {n!r}")
             if not 0 <= n < self.n_nodes:
-                raise ValueError(f"lost node {n} out of range: the rows are spread over {self.n_nodes} nodes (ids 0..{self.n_nodes - 1})")
+                raise ValueError(
+                    f"lost node {n} out of range: the rows are spread over {self.n_nodes} nodes (ids 0..{self.n_nodes - 1})"
+                )
         return np.unique(np.asarray(ids, dtype=np.int64))
 
     def _check_store_schema(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -367,7 +369,9 @@ class TorchCheckpointer:
                     raise ValueError(f"touched rows of {n!r}: not a parameter of the module ({sorted(names)})")
             out = {n: np.asarray(r) for n, r in touched.items()}
         else:
-            looked_up = {id(m.weight) for m in self.module.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))}
+            looked_up = {
+                id(m.weight) for m in self.module.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+            }
             out = {}
             for s, p in zip(self.model.specs, self.model.params):
                 if not s.optimized:

@@ -100,7 +100,9 @@ class ModelArrays:
         specs = []
         for n, p in named:
             if p.dtype not in _NUMPY_DTYPES:
-                raise ValueError(f"parameter {n!r} has dtype {p.dtype}, which numpy cannot hold; scar.torch takes {sorted(map(str, _NUMPY_DTYPES))}")
+                raise ValueError(
+                    f"parameter {n!r} has dtype {p.dtype}, which numpy cannot hold; scar.torch takes {sorted(map(str, _NUMPY_DTYPES))}"
+                )
             if not p.is_contiguous():
                 raise ValueError(f"parameter {n!r} is not contiguous: its rows cannot be written back in place")
             rows, width = _rows_of(p.shape)
@@ -147,7 +149,9 @@ class ModelArrays:
                     f"parameter {n!r} is now {tuple(p.shape)} {p.dtype}; the checkpointer was built for {s.shape} {s.dtype}"
                 )
             if p is not q:
-                raise ValueError(f"parameter {n!r} was replaced since the checkpointer was built (the optimizer holds the old one)")
+                raise ValueError(
+                    f"parameter {n!r} was replaced since the checkpointer was built (the optimizer holds the old one)"
+                )
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array, parameters first, then optimizer state, then the scalars: numpy views of
