@@ -1,24 +1,27 @@
 """What scar.torch's checkpointer costs a training loop (a script, not a timed test).
 
 An MLP of about 10 M parameters (1024-2048-2048-2048-10, float32) trained with Adam on CPU
-(batch ``--batch``, one torch thread), ``--steps`` steps per run, the user's checkpoint interval
-C = 100. Runs, repeated ``--repeats`` times in rotating order (medians printed):
+(batch ``--batch``, one torch thread), the user's checkpoint interval C = 100 steps. One model
+trains on through ``--pairs`` rounds of three blocks of C steps each, in rotating order, so the
+blocks of a round run close together and see the same load (the machine is shared):
 
 - ``plain``: no checkpoints;
 - ``scar``: a :class:`~scar.torch.TorchCheckpointer` (priority, r = 1/4: a quarter of the rows
   with their Adam rows every 25 steps, over a :class:`~scar.checkpoint.stores.DirectoryStore`,
-  persisted on a background thread), the wait for the last save inside the timing;
-- ``torch.save``: ``torch.save`` of the model's and the optimizer's state dicts, then fsync,
-  every C steps, into the same directory.
+  persisted on a background thread), the wait for the block's last save inside its time;
+- ``torch_save``: ``torch.save`` of the model's and the optimizer's state dicts, then fsync,
+  once per block (every C steps), into the same directory.
 
-Printed side by side: each run's amortized overhead, ``(run - plain) / plain`` in percent of the
-training time (target <= 3%), and for ``scar`` also the time its ``step()`` calls spend on the
-training thread; the bytes of one full and one partial save, split into parameters, optimizer
-rows and scalars; the background persist's throughput against a memcpy of the same bytes.
+Printed side by side: each kind's amortized overhead, the median over rounds of ``(block -
+plain block) / plain block``, of the wall time and of the process's CPU time (target <= 3%);
+for ``scar`` also the time its ``step()`` calls spend on the training thread (the least noisy
+figure on a loaded machine); the bytes of a full and a partial save, split into parameters,
+optimizer rows and scalars; the background persist's throughput against a memcpy of the same
+bytes, and that of torch.save + fsync.
 
 Usage::
 
-    nice python benchmarks/bench_torch_checkpoint.py [--steps 200] [--repeats 3] [--dir DIR]
+    nice python benchmarks/bench_torch_checkpoint.py [--pairs 3] [--batch 32] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -55,61 +58,64 @@ def batches(n: int, batch: int):
     return [(torch.randn(batch, DIMS[0], generator=g), torch.randint(0, DIMS[-1], (batch,), generator=g)) for _ in range(n)]
 
 
-def train(model, opt, data, steps: int, after_step) -> float:
-    t0 = time.perf_counter()
+class Clock:
+    """Wall time, and the CPU time of the whole process (training and persist threads alike)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def train(model, opt, data, steps: int, after_step) -> None:
     for t in range(1, steps + 1):
         x, y = data[(t - 1) % len(data)]
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
         after_step(t)
-    return time.perf_counter() - t0
 
 
-def run_plain(steps, data, workdir) -> dict:
-    model, opt = make()
-    train(model, opt, data, 2, lambda t: None)  # Adam state exists, as in the other runs
-    return {"total": train(model, opt, data, steps, lambda t: None)}
+class Bench:
+    """One model and optimizer trained on through blocks of C steps of each kind, so a pair of
+    blocks run close together in time and sees the same load (the machine is shared)."""
 
+    def __init__(self, workdir: Path, batch: int) -> None:
+        self.model, self.opt = make()
+        self.data = batches(8, batch)
+        train(self.model, self.opt, self.data, 2, lambda t: None)  # Adam's state exists
+        self.path = workdir / "torch_save.pt"
+        self.ck = TorchCheckpointer(
+            self.model, self.opt, DirectoryStore(workdir / "scar"), policy="priority", interval=INTERVAL, fraction=FRACTION
+        )
+        self.ck.wait()  # the initial full save is not part of any block
+        self.in_step: list[tuple[float, float]] = []
+        self.saves: list[tuple[int, float]] = []
 
-def run_torch_save(steps, data, workdir) -> dict:
-    model, opt = make()
-    train(model, opt, data, 2, lambda t: None)
-    path = workdir / "torch_save.pt"
+    def plain(self, t: int) -> None:
+        pass
 
-    def save(t):
+    def scar(self, t: int) -> None:
+        s, c = time.perf_counter(), time.thread_time()
+        self.ck.step()
+        if t == INTERVAL:
+            self.ck.wait()  # the block's last save is durable inside its time
+        self.in_step.append((time.perf_counter() - s, time.thread_time() - c))
+
+    def torch_save(self, t: int) -> None:
         if t % INTERVAL == 0:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, path)
-            fd = os.open(path, os.O_RDONLY)
+            s = time.perf_counter()
+            torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict()}, self.path)
+            fd = os.open(self.path, os.O_RDONLY)
             os.fsync(fd)
             os.close(fd)
+            self.saves.append((self.path.stat().st_size, time.perf_counter() - s))
 
-    return {"total": train(model, opt, data, steps, save)}
-
-
-def run_scar(steps, data, workdir) -> dict:
-    model, opt = make()
-    train(model, opt, data, 2, lambda t: None)
-    store_dir = workdir / "scar"
-    shutil.rmtree(store_dir, ignore_errors=True)
-    ck = TorchCheckpointer(model, opt, DirectoryStore(store_dir), policy="priority", interval=INTERVAL, fraction=FRACTION)
-    ck.wait()  # the initial full save is not part of the loop
-    in_step = []
-
-    def step(t):
-        s = time.perf_counter()
-        ck.step()
-        in_step.append(time.perf_counter() - s)
-
-    total = train(model, opt, data, steps, step)
-    s = time.perf_counter()
-    ck.wait()
-    total += time.perf_counter() - s
-    persists = list(ck._background.persists)
-    snapshots = list(ck._background.snapshot_seconds)
-    image = ck.checkpointer.image
-    ck.close()
-    return {"total": total, "in_step": sum(in_step), "persists": persists, "snapshots": snapshots, "image": image}
+    def block(self, kind: str) -> tuple[float, float]:
+        clock = Clock()
+        train(self.model, self.opt, self.data, INTERVAL, getattr(self, kind))
+        return clock.read()
 
 
 def warm_up(workdir: Path) -> None:
@@ -136,45 +142,56 @@ def memcpy_s(nbytes: int, runs: int = 5) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--steps", type=int, default=200, help="training steps per run (a multiple of C=100 amortizes whole intervals)"
-    )
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each kind (medians printed)")
+    ap.add_argument("--pairs", type=int, default=3, help="rounds of one block of C = 100 steps of each kind (medians)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--dir", default=None, help="directory on the disk to measure (default: a temp dir)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
     workdir = Path(tempfile.mkdtemp(prefix="scar-bench-torch-", dir=args.dir))
-    warm_up(workdir)
-    data = batches(8, args.batch)
-    runs = {"plain": run_plain, "scar": run_scar, "torch.save": run_torch_save}
-    results: dict[str, list[dict]] = {k: [] for k in runs}
+    kinds = ("plain", "scar", "torch_save")
+    blocks: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     try:
-        for rep in range(args.repeats):
-            order = list(runs)[rep % 3 :] + list(runs)[: rep % 3]
-            for name in order:
-                results[name].append(runs[name](args.steps, data, workdir))
-                print(f"  repeat {rep + 1} {name:<10s} {results[name][-1]['total']:7.2f} s", flush=True)
+        warm_up(workdir)
+        bench = Bench(workdir, args.batch)
+        for rep in range(args.pairs):
+            for kind in kinds[rep % 3 :] + kinds[: rep % 3]:
+                blocks[kind].append(bench.block(kind))
+            print(f"  round {rep + 1}: " + "  ".join(f"{k} {blocks[k][-1][0]:6.2f} s" for k in kinds), flush=True)
+        image = bench.ck.checkpointer.image
+        persists, snapshots = list(bench.ck.background.persists), list(bench.ck.background.snapshot_seconds)
+        bench.ck.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    plain = statistics.median(r["total"] for r in results["plain"])
-    n_params = sum(p.numel() for p in make()[0].parameters())
+    n_params = sum(p.numel() for p in bench.model.parameters())
     print(
-        f"\nMLP {'-'.join(map(str, DIMS))}: {n_params / 1e6:.2f} M parameters, Adam, batch {args.batch}, {args.steps} steps, "
-        f"C = {INTERVAL}, priority r = {FRACTION}"
+        f"\nMLP {'-'.join(map(str, DIMS))}: {n_params / 1e6:.2f} M parameters, Adam, batch {args.batch}; "
+        f"{args.pairs} rounds of one block of C = {INTERVAL} steps of each kind; priority r = {FRACTION}"
     )
-    print(f"plain step time (median of {args.repeats} runs): {plain / args.steps * 1e3:.1f} ms")
-    print(f"{'run':<12s} {'total s':>8s} {'overhead':>9s}   (amortized: (run - plain) / plain)")
-    for name in runs:
-        t = statistics.median(r["total"] for r in results[name])
-        print(f"{name:<12s} {t:8.2f} {100 * (t - plain) / plain:8.2f}%")
-    in_step = statistics.median(r["in_step"] for r in results["scar"])
-    print(f"scar step() on the training thread: {in_step:.2f} s = {100 * in_step / plain:.2f}% of the plain run")
+    plain = [b[0] for b in blocks["plain"]]
+    print(
+        f"plain step: {statistics.median(plain) / INTERVAL * 1e3:.1f} ms wall, "
+        f"{statistics.median(b[1] for b in blocks['plain']) / INTERVAL * 1e3:.1f} ms CPU (medians over blocks)"
+    )
+    print(
+        f"{'block':<12s} {'wall s':>8s} {'overhead':>9s} {'CPU s':>8s} {'overhead':>9s}   "
+        "(median over rounds of (block - plain block) / plain block)"
+    )
+    for kind in kinds:
+        w = statistics.median(b[0] for b in blocks[kind])
+        c = statistics.median(b[1] for b in blocks[kind])
+        ow = statistics.median((b[0] - p[0]) / p[0] for b, p in zip(blocks[kind], blocks["plain"]))
+        oc = statistics.median((b[1] - p[1]) / p[1] for b, p in zip(blocks[kind], blocks["plain"]))
+        print(f"{kind:<12s} {w:8.2f} {100 * ow:8.2f}% {c:8.2f} {100 * oc:8.2f}%")
+    per_block = [bench.in_step[i : i + INTERVAL] for i in range(0, len(bench.in_step), INTERVAL)]
+    sw = statistics.median(sum(x[0] for x in b) for b in per_block)
+    sc = statistics.median(sum(x[1] for x in b) for b in per_block)
+    print(
+        f"scar step() on the training thread, per block: {sw:.2f} s wall = {100 * sw / statistics.median(plain):.2f}% of a "
+        f"plain block, {sc:.2f} s thread CPU = {100 * sc / statistics.median(b[1] for b in blocks['plain']):.2f}%"
+    )
 
-    last = results["scar"][-1]
-    image = last["image"]
     names = list(image.values)
     params = sum(image.values[n].nbytes for n in names if "@" not in n)
     opt_rows = sum(image.values[n].nbytes for n in names if "@" in n and n != SCALARS)
@@ -184,8 +201,8 @@ def main() -> None:
         f"({opt_rows / params:.1f}x), scalars {scalars} B"
     )
     full_bytes = params + opt_rows + scalars
-    partial = [p for p in last["persists"] if p[1] < full_bytes]
-    full = [p for p in last["persists"] if p[1] == full_bytes]  # the initial save (priority saves are partial)
+    partial = [p for p in persists if p[1] < full_bytes]
+    full = [p for p in persists if p[1] == full_bytes]  # the initial save (priority saves are partial)
     if partial:
         nb = statistics.median(p[1] for p in partial)
         print(f"bytes of a partial save: {nb / 2**20:.1f} MiB ({nb / (params + opt_rows + scalars):.3f} of a full save)")
@@ -200,7 +217,13 @@ def main() -> None:
             f"  {label:<8s} {nb / 2**20:7.1f} MiB  {s * 1e3:8.1f} ms = {nb / s / 2**30:5.2f} GiB/s   "
             f"memcpy {m * 1e3:6.1f} ms = {nb / m / 2**30:5.2f} GiB/s   ratio {m / s:5.2f}"
         )
-    snap = statistics.median(last["snapshots"])
+    saves = bench.saves
+    if saves:
+        nb, s = statistics.median(x[0] for x in saves), statistics.median(x[1] for x in saves)
+        print(
+            f"  torch.save + fsync of the full state (file {nb / 2**20:.1f} MiB): {s * 1e3:.1f} ms = {nb / s / 2**30:5.2f} GiB/s, on the training thread"
+        )
+    snap = statistics.median(snapshots)
     print(f"snapshot on the training thread (median per save): {snap * 1e3:.1f} ms")
 
 

@@ -136,6 +136,29 @@ def test_state_dict_round_trip_resumes_with_identical_records(tmp_path):
     assert len(a) == 11 and a == b
 
 
+def test_torch_distributed_checkpoint_saves_and_loads_it_as_stateful(tmp_path):
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    model = _mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with TorchCheckpointer(model, opt, DirectoryStore(tmp_path / "s"), interval=8, fraction=0.25) as ck:
+        _train(model, opt, ck, 5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no process group: DCP says it runs single-process
+            dcp.save({"scar": ck}, checkpoint_id=tmp_path / "dcp")
+    ck = TorchCheckpointer(model, opt, DirectoryStore(tmp_path / "s"), interval=8, fraction=0.25, resume=True)
+    assert ck.iteration == 4  # the store's newest record
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.load({"scar": ck}, checkpoint_id=tmp_path / "dcp")
+    assert ck.iteration == 5 and ck.last_save == 4
+    _train(model, opt, ck, 1, start=5)
+    assert ck.last_save == 6
+    ck.close()
+
+
 def test_attach_steps_after_every_optimizer_step():
     model = _mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -304,6 +304,12 @@ class TorchCheckpointer:
         return self._ck
 
     @property
+    def background(self) -> BackgroundStore | None:
+        """The store wrapper that persists saves off the training thread (its ``persists`` and
+        ``snapshot_seconds`` time them); None with ``background=False``."""
+        return self._background
+
+    @property
     def bytes_written(self) -> int:
         """Payload bytes saved so far (parameters, optimizer rows and scalars), the initial full save included."""
         return self._ck.bytes_written
