@@ -296,3 +296,17 @@ def test_the_example_loop_recovers_partially_and_rolls_back_exactly(capsys):
     assert results["traditional (full, rollback)"]["extra"] == 50 - 40  # reran the steps since its last save, exactly
     assert results["SCAR (priority r=1/4, partial)"]["lost_rows"] > 0
     assert "extra" in capsys.readouterr().out
+
+
+def test_optimizer_state_keys_come_from_a_probe_and_unknown_state_is_refused():
+    model = torch.nn.Linear(8, 8)
+    opt = torch.optim.Adam(model.parameters(), amsgrad=True)
+    ck = TorchCheckpointer(model, opt, interval=4, fraction=0.5, n_nodes=2, background=False)
+    assert ck.model.groups()["weight"] == ("weight@exp_avg", "weight@exp_avg_sq", "weight@max_exp_avg_sq")
+    assert ck.model.describe()["scalars"] == ["weight@step", "bias@step"]
+    opt = torch.optim.Adafactor(model.parameters())  # a factored second moment for 2-D parameters
+    ck = TorchCheckpointer(model, opt, interval=4, fraction=0.5, n_nodes=2, background=False)
+    model(torch.ones(1, 8)).sum().backward()
+    opt.step()
+    with pytest.raises(ValueError, match=r"Adafactor keeps state \['col_var', 'row_var'\] for parameter 'weight'"):
+        ck.step()

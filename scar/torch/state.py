@@ -112,6 +112,9 @@ class ModelArrays:
         self.scalar_keys: list[tuple[int, str]] = [  # (param index, key) of each scalar
             (i, k) for i, (_, p) in enumerate(named) if id(p) in group_of for k in keys[group_of[id(p)]][1]
         ]
+        self._scalars_of: dict[int, set[str]] = {}
+        for i, k in self.scalar_keys:
+            self._scalars_of.setdefault(i, set()).add(k)
         self._zeros: dict[str, np.ndarray] = {}
 
     # -- names ---------------------------------------------------------------------------
@@ -157,8 +160,15 @@ class ModelArrays:
         """Every array, parameters first, then optimizer state, then the scalars: numpy views of
         the live CPU tensors (zeros for state the optimizer has not created yet)."""
         out = {s.name: _numpy_rows(p, s.rows, s.width) for s, p in zip(self.specs, self.params)}
-        for s, p in zip(self.specs, self.params):
+        for i, (s, p) in enumerate(zip(self.specs, self.params)):
             state = self.optimizer.state.get(p, {})
+            unknown = set(state) - set(s.state_keys) - self._scalars_of.get(i, set())
+            if unknown:  # e.g. a factored second moment the probe's 1-D dummy did not show
+                raise ValueError(
+                    f"{type(self.optimizer).__name__} keeps state {sorted(unknown)} for parameter {s.name!r} that its "
+                    f"other parameters or its probe step did not show (known: row-aligned {list(s.state_keys)}); "
+                    "scar.torch checkpoints state of the parameter's shape and scalars only"
+                )
             for k in s.state_keys:
                 name = f"{s.name}@{k}"
                 if k in state:
