@@ -67,9 +67,7 @@ class BackgroundStore(CheckpointStore):
         for name, idx in plan.items():
             a = np.asarray(arrays[name])
             if idx is None:
-                buf = reused_buffer(self._buffers, name, a, a.shape[0])
-                np.copyto(buf, a)
-                snap = buf
+                snap = np.array(a, copy=True, order="C")  # not kept: a full save is rare, its buffer model-sized
             else:
                 snap = gather_rows(a, idx, reused_buffer(self._buffers, name, a, idx.size))
             encoded[name] = _RAW.encode(snap, None)
