@@ -23,9 +23,9 @@ def _info(args: argparse.Namespace) -> int:
         model = make_model(name)
         print(f"  {name:<12} one iteration = {type(model).iteration}; server params {model.server_params}")
     print("datasets:", ", ".join(available_datasets()))
-    print("strategies (checkpoint policy, recovery policy):")
+    print("strategies (checkpoint policy, recovery policy, codec):")
     for s in STRATEGIES.values():
-        print(f"  {s.name:<20} ({s.checkpoint}, {s.recovery})")
+        print(f"  {s.name:<20} ({s.checkpoint}, {s.recovery}, {s.make_codec()!r})")
     return 0
 
 

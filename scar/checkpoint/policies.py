@@ -7,7 +7,14 @@ only in *which* blocks they pick:
 
 - ``priority`` (SCAR): the blocks whose values moved most since their own last save;
 - ``round_robin``: the next blocks in a fixed cyclic order;
-- ``random``: blocks drawn uniformly at random (seeded per iteration).
+- ``random``: blocks drawn uniformly at random (seeded per iteration);
+- ``sensitive_priority``: SCAR's priority times the cost of perturbing the block's array (a
+  model's declared sensitivity, e.g. 0 for a factor the next sweep recomputes).
+
+With a codec other than ``raw`` the budget is in bytes, not parameters (docs/design.md §4): a
+save may write what a raw save of the same ``r`` writes, ``r`` times the full state as a partial
+record (values and one 8-byte row index per row), and a block costs its codec's upper bound on
+the bytes of its values plus its index, so a compressing codec saves more rows per save.
 
 A policy only chooses rows; :class:`~scar.checkpoint.checkpointer.Checkpointer` runs it over a
 training run, a :class:`~scar.checkpoint.codecs.Codec` says how the chosen rows are written and a
@@ -23,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scar.checkpoint.codecs import Codec, RawCodec
 from scar.checkpoint.stores import Checkpoint
 from scar.core.blocks import BlockLayout
 
@@ -33,6 +41,7 @@ __all__ = [
     "PriorityCheckpoint",
     "RandomCheckpoint",
     "RoundRobinCheckpoint",
+    "SensitivePriorityCheckpoint",
     "make_checkpoint_policy",
 ]
 
@@ -47,10 +56,12 @@ class CheckpointPolicy(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, interval: int, fraction: float = 1.0) -> None:
+    def __init__(self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None) -> None:
         self.interval = interval
         self.fraction = fraction
         self.save_every = _save_every(interval, fraction)
+        #: The codec the saves are written with; any but raw makes the budget one of bytes.
+        self.codec = codec
 
     def is_due(self, k: int) -> bool:
         """Whether a save happens at the end of iteration ``k``."""
@@ -74,6 +85,35 @@ class CheckpointPolicy(ABC):
                 f"less than the largest block ({largest} parameters): raise r or use smaller blocks"
             )
         return budget
+
+    @property
+    def budget_in_bytes(self) -> bool:
+        """Whether a save's budget is in bytes (a codec other than raw) rather than parameters."""
+        return self.codec is not None and not isinstance(self.codec, RawCodec)
+
+    def block_costs(self, layout: BlockLayout, current: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
+        """Per-block costs and one save's budget, in one unit: parameters (raw codec,
+        :meth:`budget`), or bits of the codec's upper bound on what it writes plus 64 bits of
+        row index per block, against ``r`` times the bits of the full state written as a
+        partial record (values and indices), less the codec's fixed bytes per array."""
+        if not self.budget_in_bytes:
+            return layout.block_sizes, self.budget(layout)
+        assert self.codec is not None
+        costs, full_bits, fixed_bytes = [], 0, 0
+        for name, n_rows, width in zip(layout.names, layout.n_rows, layout.widths):
+            dtype = np.asarray(current[name]).dtype
+            per, fixed = self.codec.budget_cost(dtype, n_rows * width)
+            costs.append(np.full(n_rows, width * per + 64, dtype=np.int64))
+            full_bits += n_rows * (width * 8 * dtype.itemsize + 64)
+            fixed_bytes += fixed
+        budget = int(np.floor(self.fraction * full_bits + 1e-9)) - 8 * fixed_bytes
+        sizes = np.concatenate(costs) if costs else np.zeros(0, dtype=np.int64)
+        if sizes.size and int(sizes.max()) > budget:
+            raise ValueError(
+                f"{self.name} checkpoints with r={self.fraction} and codec {self.codec.name!r} may write {budget} bits "
+                f"per save, less than the largest block ({int(sizes.max())} bits): raise r or use smaller blocks"
+            )
+        return sizes, budget
 
     def config(self) -> dict[str, Any]:
         """What identifies the policy (JSON-able): a saved state only loads into an equal one."""
@@ -153,9 +193,9 @@ class FullCheckpoint(CheckpointPolicy):
 
     name = "full"
 
-    def __init__(self, interval: int, fraction: float = 1.0) -> None:
+    def __init__(self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None) -> None:
         # r is meaningless for the full policy; it is always 1.
-        super().__init__(interval, 1.0)
+        super().__init__(interval, 1.0, codec=codec)
 
     def select(self, k, layout, current, saved):
         return np.ones(layout.n_blocks, dtype=bool)
@@ -170,15 +210,52 @@ class PriorityCheckpoint(CheckpointPolicy):
 
     name = "priority"
 
+    def _priority(self, layout: BlockLayout, current: Mapping[str, np.ndarray], saved: Checkpoint) -> np.ndarray:
+        """Each block's priority: its change since its last save."""
+        return layout.block_distances(current, saved.values)
+
     def select(self, k, layout, current, saved):
-        change = layout.block_distances(current, saved.values)
+        change = self._priority(layout, current, saved)
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
-        budget = self.budget(layout)
+        sizes, budget = self.block_costs(layout, current)
         widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
-        if len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
+        if not self.budget_in_bytes and len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
             return _priority_top_equal_width(change, age, budget // min(widths))
-        # Unequal widths: skipping a wide block may let any later one in, so the whole order.
-        return _take_within_budget(np.lexsort((age, -change)), layout.block_sizes, budget)
+        # Unequal costs: skipping a wide block may let any later one in, so the whole order.
+        return _take_within_budget(np.lexsort((age, -change)), sizes, budget)
+
+
+class SensitivePriorityCheckpoint(PriorityCheckpoint):
+    """Sensitivity-aware priority: a block's change since its last save times the cost of
+    perturbing its array, ``weights[name]`` (1 where not given: SCAR's priority).
+
+    The weights are a model's declared sensitivity (:meth:`scar.models.base.Model.sensitivity`):
+    ALS recomputes ``U`` from ``V`` first in every sweep, so a perturbation of ``U`` costs
+    nothing and ``U`` weighs 0; the whole budget goes to ``V``. Ties (a weight of 0 ties every
+    block of its array) go to the block saved longest ago, as in SCAR's rule.
+    """
+
+    name = "sensitive_priority"
+
+    def __init__(
+        self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None, weights: Mapping[str, float] | None = None
+    ) -> None:
+        super().__init__(interval, fraction, codec=codec)
+        self.weights = {str(n): float(w) for n, w in (weights or {}).items()}
+        bad = {n: w for n, w in self.weights.items() if not (np.isfinite(w) and w >= 0)}
+        if bad:
+            raise ValueError(f"sensitivity weights must be finite and >= 0, got {bad}")
+
+    def _priority(self, layout, current, saved):
+        change = super()._priority(layout, current, saved)
+        unknown = set(self.weights) - set(layout.names)
+        if unknown:
+            raise ValueError(f"sensitivity weights name arrays {sorted(unknown)} that are not server arrays {list(layout.names)}")
+        weight = np.concatenate([np.full(n, self.weights.get(name, 1.0)) for name, n in zip(layout.names, layout.n_rows)])
+        return change * weight
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "weights": dict(sorted(self.weights.items()))}
 
 
 class RoundRobinCheckpoint(CheckpointPolicy):
@@ -186,13 +263,13 @@ class RoundRobinCheckpoint(CheckpointPolicy):
 
     name = "round_robin"
 
-    def __init__(self, interval: int, fraction: float = 1.0) -> None:
-        super().__init__(interval, fraction)
+    def __init__(self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None) -> None:
+        super().__init__(interval, fraction, codec=codec)
         self._next = 0
 
     def select(self, k, layout, current, saved):
         order = np.roll(np.arange(layout.n_blocks), -self._next)
-        mask = _take_within_budget(order, layout.block_sizes, self.budget(layout))
+        mask = _take_within_budget(order, *self.block_costs(layout, current))
         self._next = (self._next + int(mask.sum())) % layout.n_blocks
         return mask
 
@@ -208,27 +285,40 @@ class RandomCheckpoint(CheckpointPolicy):
 
     name = "random"
 
-    def __init__(self, interval: int, fraction: float = 1.0, seed: int = 0) -> None:
-        super().__init__(interval, fraction)
+    def __init__(self, interval: int, fraction: float = 1.0, seed: int = 0, *, codec: Codec | None = None) -> None:
+        super().__init__(interval, fraction, codec=codec)
         self.seed = seed
 
     def select(self, k, layout, current, saved):
         order = np.random.default_rng([self.seed, k]).permutation(layout.n_blocks)
-        return _take_within_budget(order, layout.block_sizes, self.budget(layout))
+        return _take_within_budget(order, *self.block_costs(layout, current))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "seed": int(self.seed)}
 
 
 CHECKPOINT_POLICIES: dict[str, type[CheckpointPolicy]] = {
-    cls.name: cls for cls in (FullCheckpoint, PriorityCheckpoint, RoundRobinCheckpoint, RandomCheckpoint)
+    cls.name: cls
+    for cls in (FullCheckpoint, PriorityCheckpoint, RoundRobinCheckpoint, RandomCheckpoint, SensitivePriorityCheckpoint)
 }
 
 
-def make_checkpoint_policy(name: str, interval: int, fraction: float = 1.0, seed: int = 0) -> CheckpointPolicy:
-    """Build a policy by name (``full``, ``priority``, ``round_robin``, ``random``)."""
+def make_checkpoint_policy(
+    name: str,
+    interval: int,
+    fraction: float = 1.0,
+    seed: int = 0,
+    *,
+    codec: Codec | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> CheckpointPolicy:
+    """Build a policy by name (``full``, ``priority``, ``round_robin``, ``random``,
+    ``sensitive_priority``); ``codec`` makes its budget one of bytes (a codec other than raw),
+    ``weights`` are the sensitivity of ``sensitive_priority`` (ignored by the others)."""
     if name not in CHECKPOINT_POLICIES:
         raise ValueError(f"unknown checkpoint policy {name!r}; expected one of {sorted(CHECKPOINT_POLICIES)}")
     if name == "random":
-        return RandomCheckpoint(interval, fraction, seed=seed)
-    return CHECKPOINT_POLICIES[name](interval, fraction)
+        return RandomCheckpoint(interval, fraction, seed=seed, codec=codec)
+    if name == "sensitive_priority":
+        return SensitivePriorityCheckpoint(interval, fraction, codec=codec, weights=weights)
+    return CHECKPOINT_POLICIES[name](interval, fraction, codec=codec)

@@ -35,7 +35,7 @@ from scar.models.base import Model
 TRIAL_COLUMNS: tuple[str, ...] = (
     "model", "dataset", "dataset_label", "data_source", "strategy", "checkpoint_policy",
     "recovery_policy", "trial", "failure_position", "failure_iteration", "failure_fraction",
-    "failed_nodes", "n_nodes", "lost_blocks", "r", "C", "seed", "checkpoint_bytes",
+    "failed_nodes", "n_nodes", "lost_blocks", "r", "C", "seed", "codec", "checkpoint_bytes", "checkpoint_index_bytes",
     "mean_staleness", "perturbation_norm", "k_base", "k_pert", "rework", "rework_fractional",
     "censored", "censor_reason", "bound", "c_hat",
 )  # fmt: skip
@@ -144,9 +144,10 @@ class TrialSettings:
         """When a run recovered on ``baseline`` is censored."""
         return RunLimits(self.cap(baseline.k_base), self.diverge_above(float(baseline.losses[0]), baseline.loss_final))
 
-    def policy(self, strategy: Strategy) -> CheckpointPolicy:
-        """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed."""
-        return strategy.policy(self.interval, seed=self.policy_seed)
+    def policy(self, strategy: Strategy, weights: Mapping[str, float] | None = None) -> CheckpointPolicy:
+        """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed
+        (``weights``: the model's sensitivity, for ``sensitive_priority``)."""
+        return strategy.policy(self.interval, seed=self.policy_seed, weights=weights)
 
     @property
     def policy_seed(self) -> int:
@@ -187,18 +188,19 @@ def run_trial(
     fit = baseline.contraction
     # The checkpoint each policy holds at the failure (saves of iterations < T), replayed once
     # per policy: strategies that share a policy share its checkpoint.
-    replayed: dict[tuple[str, float], tuple[Checkpoint, int, int]] = {}
+    replayed: dict[tuple[Any, ...], tuple[Checkpoint, int, int, int]] = {}
     worker_bytes = baseline.worker_state_bytes
+    weights = model.sensitivity()
     rows = []
     for strategy in settings.strategies:
         if strategy.recovery == "rebuild" and not model.rebuilds:
             continue  # nothing to rebuild: it would be the partial recovery of its policy
-        key = (strategy.checkpoint, strategy.r)
+        key = (strategy.checkpoint, strategy.r, strategy.codec, strategy.codec_params)
         if key not in replayed:
-            ckpt = replay(settings.policy(strategy), baseline.server_state_at, T)
+            ckpt = replay(settings.policy(strategy, weights), baseline.server_state_at, T, codec=strategy.make_codec())
             assert ckpt.image is not None
-            replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.n_saves)
-        image, nbytes, n_saves = replayed[key]
+            replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.store.index_bytes_written, ckpt.n_saves)
+        image, nbytes, index_bytes, n_saves = replayed[key]
         # The perturbation is what the recovery writes into the server, before any resync.
         delta = params_distance(recover(strategy.recovery, x_T, image.values, lost_rows), x_T, baseline.server_params)
         if strategy.whole_job:
@@ -234,7 +236,9 @@ def run_trial(
                 "r": strategy.r,
                 "C": settings.interval,
                 "seed": baseline.seed,
+                "codec": strategy.make_codec().name,
                 "checkpoint_bytes": nbytes,
+                "checkpoint_index_bytes": index_bytes,
                 "mean_staleness": float(stale.mean()) if stale.size else 0.0,
                 "perturbation_norm": delta,
                 "k_base": baseline.k_base,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from scar.checkpoint.strategy import DEFAULT_STRATEGIES
+from scar.checkpoint.strategy import STRATEGIES
 from scar.core.bounds import bound_verdicts
 
 #: Columns that identify one cell of the summary table.
@@ -27,7 +27,7 @@ GROUP_COLUMNS: list[str] = [
 ]  # fmt: skip
 #: Columns that identify one failure (the unit of pairing).
 #: Strategies in the order tables and figures show them: the reference first, SCAR last.
-STRATEGY_ORDER: list[str] = [s for s in DEFAULT_STRATEGIES if s != "scar"] + ["scar"]
+STRATEGY_ORDER: list[str] = [s for s in STRATEGIES if s != "scar"] + ["scar"]
 PAIR_COLUMNS: list[str] = ["model", "dataset", "failure_fraction", "trial"]
 BASELINE_STRATEGY = "traditional"
 
