@@ -546,3 +546,22 @@ def test_sensitive_priority_weighs_change_by_the_declared_sensitivity():
     with pytest.raises(ValueError, match="not server arrays"):
         SensitivePriorityCheckpoint(8, 0.25, weights={"W": 0.0}).select(2, layout, x1, image)
     assert SensitivePriorityCheckpoint(8, 0.25, weights={"U": 0}).config()["weights"] == {"U": 0.0}
+
+
+def test_an_entropy_coded_codec_fits_more_rows_where_the_data_compresses():
+    from scar.checkpoint.codecs import make_codec
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 9, size=(400, 16)).astype(np.int32)  # integer state: stays exact
+    moved = counts.copy()
+    moved[rng.random(400) < 0.9] += 1  # most rows moved a little: a low-entropy delta
+    image = Checkpoint(values={"n": counts}, saved_at={"n": np.zeros(400, dtype=np.int64)})
+    layout = BlockLayout.from_arrays({"n": counts})
+    taken = {}
+    for codec in ("quantized", "lc"):
+        policy = make_checkpoint_policy("priority", 8, 0.25, codec=make_codec(codec))
+        mask = policy.select(2, layout, {"n": moved}, image)
+        taken[codec] = int(mask.sum())
+        assert policy._encoded_bytes(layout, mask, {"n": moved}, image) <= policy._budget_bytes(layout, {"n": moved})
+    assert taken["quantized"] == 400 * (16 * 4 + 8) * 0.25 // (16 * 4 + 8)  # exact counts: raw's rows
+    assert taken["lc"] > 2 * taken["quantized"]  # the zlib-coded delta fits several times more

@@ -66,6 +66,9 @@ class Codec(ABC):
     lossless: ClassVar[bool]
     #: Whether encode/decode read ``previous`` (if not, callers may pass ``None``).
     needs_previous: ClassVar[bool] = False
+    #: Whether what it writes depends on the data (entropy coding) and may be far below
+    #: :meth:`budget_cost`'s bound: a byte budget then measures candidates by encoding them.
+    entropy_coded: ClassVar[bool] = False
 
     @abstractmethod
     def encode(self, rows_values: np.ndarray, previous: np.ndarray | None) -> EncodedRows:
@@ -277,6 +280,7 @@ class LCCodec(QuantizedCodec):
     """
 
     name = "lc"
+    entropy_coded = True
 
     def budget_cost(self, dtype: np.dtype, n_elements: int) -> tuple[int, int]:
         per, fixed = super().budget_cost(dtype, n_elements)

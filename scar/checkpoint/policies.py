@@ -14,7 +14,10 @@ only in *which* blocks they pick:
 With a codec other than ``raw`` the budget is in bytes, not parameters (docs/design.md §4): a
 save may write what a raw save of the same ``r`` writes, ``r`` times the full state as a partial
 record (values and one 8-byte row index per row), and a block costs its codec's upper bound on
-the bytes of its values plus its index, so a compressing codec saves more rows per save.
+the bytes of its values plus its index, so a compressing codec saves more rows per save. An
+entropy-coded codec (``lc``) writes far less than its bound where the data compresses: the save
+then takes the longest prefix of the policy's order whose actual encoding fits (a bisection,
+each step encoding the candidates), if longer than what the bound allows.
 
 A policy only chooses rows; :class:`~scar.checkpoint.checkpointer.Checkpointer` runs it over a
 training run, a :class:`~scar.checkpoint.codecs.Codec` says how the chosen rows are written and a
@@ -114,6 +117,44 @@ class CheckpointPolicy(ABC):
                 f"per save, less than the largest block ({int(sizes.max())} bits): raise r or use smaller blocks"
             )
         return sizes, budget
+
+    def _take(self, order: np.ndarray, layout: BlockLayout, current: Mapping[str, np.ndarray], saved: Checkpoint) -> np.ndarray:
+        """Mask of the blocks a save takes, walking ``order`` within the budget (see module doc)."""
+        sizes, budget = self.block_costs(layout, current)
+        mask = _take_within_budget(order, sizes, budget)
+        if not (self.budget_in_bytes and self.codec is not None and self.codec.entropy_coded) or mask.all():
+            return mask
+        # Bisect the longest prefix of `order` whose encoding (values and indices) fits in bytes.
+        limit = self._budget_bytes(layout, current)
+        lo, hi = int(mask.sum()), order.size  # prefix lengths: lo is known to fit (by the bound)
+        best = None
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            candidate = np.zeros(order.size, dtype=bool)
+            candidate[order[:mid]] = True
+            if self._encoded_bytes(layout, candidate, current, saved) <= limit:
+                lo, best = mid, candidate
+            else:
+                hi = mid - 1
+        return best if best is not None and best.sum() > mask.sum() else mask
+
+    def _budget_bytes(self, layout: BlockLayout, current: Mapping[str, np.ndarray]) -> int:
+        """Bytes one save may write (values and indices): r times the full state as a partial record."""
+        full = sum(
+            n * (w * np.asarray(current[name]).dtype.itemsize + 8)
+            for name, n, w in zip(layout.names, layout.n_rows, layout.widths)
+        )
+        return int(np.floor(self.fraction * full + 1e-9))
+
+    def _encoded_bytes(self, layout: BlockLayout, mask: np.ndarray, current: Mapping[str, np.ndarray], saved: Checkpoint) -> int:
+        """What a save of ``mask`` would write: the codec's bytes and 8 bytes of index a row."""
+        assert self.codec is not None
+        total = 0
+        for name, rows in layout.rows_of(mask).items():
+            if rows.size:
+                previous = saved.values[name][rows] if self.codec.needs_previous else None
+                total += self.codec.encode(np.asarray(current[name])[rows], previous).nbytes + 8 * rows.size
+        return total
 
     def config(self) -> dict[str, Any]:
         """What identifies the policy (JSON-able): a saved state only loads into an equal one."""
@@ -217,12 +258,11 @@ class PriorityCheckpoint(CheckpointPolicy):
     def select(self, k, layout, current, saved):
         change = self._priority(layout, current, saved)
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
-        sizes, budget = self.block_costs(layout, current)
         widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
         if not self.budget_in_bytes and len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
-            return _priority_top_equal_width(change, age, budget // min(widths))
+            return _priority_top_equal_width(change, age, self.budget(layout) // min(widths))
         # Unequal costs: skipping a wide block may let any later one in, so the whole order.
-        return _take_within_budget(np.lexsort((age, -change)), sizes, budget)
+        return self._take(np.lexsort((age, -change)), layout, current, saved)
 
 
 class SensitivePriorityCheckpoint(PriorityCheckpoint):
@@ -269,7 +309,7 @@ class RoundRobinCheckpoint(CheckpointPolicy):
 
     def select(self, k, layout, current, saved):
         order = np.roll(np.arange(layout.n_blocks), -self._next)
-        mask = _take_within_budget(order, *self.block_costs(layout, current))
+        mask = self._take(order, layout, current, saved)
         self._next = (self._next + int(mask.sum())) % layout.n_blocks
         return mask
 
@@ -291,7 +331,7 @@ class RandomCheckpoint(CheckpointPolicy):
 
     def select(self, k, layout, current, saved):
         order = np.random.default_rng([self.seed, k]).permutation(layout.n_blocks)
-        return _take_within_budget(order, *self.block_costs(layout, current))
+        return self._take(order, layout, current, saved)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "seed": int(self.seed)}
