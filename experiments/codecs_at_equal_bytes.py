@@ -14,8 +14,8 @@ Run: ``PYTHONPATH=. .venv/bin/python experiments/codecs_at_equal_bytes.py mf/mov
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -37,10 +37,10 @@ def _strategy(text: str) -> Strategy:
     """``lc_partial`` or, with other codec bits, ``lc_partial:bits=8``."""
     name, _, bits = text.partition(":bits=")
     s = get_strategy(name)
-    return replace(s, name=text, codec_params=(("bits", int(bits)),)) if bits else s
+    return dataclasses.replace(s, name=text, codec_params=(("bits", int(bits)),)) if bits else s
 
 
-def run(key: str, config: dict, strategies: tuple[str, ...], n_trials: int) -> pd.DataFrame:
+def run(key: str, config: dict, strategies: tuple[str, ...], n_trials: int, timed: bool = False) -> pd.DataFrame:
     (exp,) = [e for e in experiments(config) if f"{e.model}/{e.dataset}" == key]
     entry = config["datasets"][exp.dataset]
     dataset = load_dataset(exp.dataset, entry.get("source", "embedded"), **(entry.get("options") or {}))
@@ -86,10 +86,11 @@ def main() -> None:
     ap.add_argument("--config", default="config/config.yaml")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--time", action="store_true", help="also time each strategy alone (seconds per failure)")
     args = ap.parse_args()
     with open(args.config) as fh:
         config = yaml.safe_load(fh)
-    frames = [run(k, config, tuple(args.strategies.split(",")), args.trials) for k in args.experiments]
+    frames = [run(k, config, tuple(args.strategies.split(",")), args.trials, args.time) for k in args.experiments]
     frame = pd.concat(frames, ignore_index=True)
     if args.out:
         frame.to_csv(args.out, index=False)
