@@ -53,12 +53,19 @@ def run(key: str, config: dict, strategies: tuple[str, ...], n_trials: int, time
         interval=int(c["interval"]), n_nodes=int(f["n_nodes"]),
         placement=f["placement"], rework_cap=float(config["rework_cap"]), seed=int(config["seed"]),
     )  # fmt: skip
+    specs = plan_trials(n_trials, f["fractions"], tuple(f["window"]), int(config["seed"]), key=key)
     rows, t0 = [], time.perf_counter()
-    for spec in plan_trials(n_trials, f["fractions"], tuple(f["window"]), int(config["seed"]), key=key):
+    for spec in specs:
         rows += run_trial(model, data, base, spec, settings, dataset=exp.dataset, dataset_label=dataset.label)
-    print(
-        f"{key}: K_base {base.k_base}, {n_trials} positions x {len(f['fractions'])} fractions in {time.perf_counter() - t0:.0f}s"
-    )
+    print(f"{key}: K_base {base.k_base}, {len(specs)} failures in {time.perf_counter() - t0:.0f}s", flush=True)
+    if timed:
+        # Each strategy alone over the same failures: what adding it to a run costs.
+        for s in settings.strategies:
+            one = dataclasses.replace(settings, strategies=(s,))
+            t = time.perf_counter()
+            for spec in specs:
+                run_trial(model, data, base, spec, one)
+            print(f"  {s.name:<22} {(time.perf_counter() - t) / len(specs):.3f} s per failure", flush=True)
     return trials_frame(rows)
 
 
