@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import time
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -86,23 +85,52 @@ def report(frame: pd.DataFrame) -> None:
             print(f"  {s:<22}{wide[s].mean():8.3f}{nbytes[s] / 1e6:8.3f}   {cells[0]:<28}{cells[1]:<28}")
 
 
+def markdown(frame: pd.DataFrame) -> str:
+    """One row per experiment: each strategy's mean rework (MB written), and the best
+    strategy's paired difference from SCAR with its 95% interval, as a Markdown table."""
+    names = list(dict.fromkeys(frame["strategy"]))
+    lines = ["| experiment | failures | " + " | ".join(names) + " | best vs scar: difference [95% CI] |",
+             "|" + "---|" * (len(names) + 3)]  # fmt: skip
+    for (model, label), g in frame.groupby(["model", "dataset_label"], sort=False):
+        wide = g.pivot_table(index=["failure_fraction", "trial"], columns="strategy", values="rework_fractional")
+        nbytes = g.assign(b=g["checkpoint_bytes"] + g["checkpoint_index_bytes"]).groupby("strategy")["b"].mean()
+        cells = [f"{wide[s].mean():.2f} ({nbytes[s] / 1e6:.2f} MB)" if s in wide else "—" for s in names]
+        best = min((s for s in names if s != "scar" and s in wide), key=lambda s: wide[s].mean())
+        m, lo, hi = mean_ci((wide[best] - wide["scar"]).to_numpy())
+        ref = wide["scar"].mean()
+        lines.append(
+            f"| {model} / {label} | {len(wide)} | " + " | ".join(cells)
+            + f" | {best}: {m:+.2f} [{lo:+.2f}, {hi:+.2f}] ({m / ref:+.0%} of scar) |"
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("experiments", nargs="+", help="model/dataset, e.g. mf/movielens")
+    ap.add_argument("experiments", nargs="*", help="model/dataset, e.g. mf/movielens")
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--config", default="config/config.yaml")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--out", default=None)
     ap.add_argument("--time", action="store_true", help="also time each strategy alone (seconds per failure)")
+    ap.add_argument("--from-csv", nargs="*", default=None, help="report these trial CSVs instead of running")
+    ap.add_argument("--figure", default=None, help="also draw the rework-against-bytes figure here")
     args = ap.parse_args()
     with open(args.config) as fh:
         config = yaml.safe_load(fh)
-    frames = [run(k, config, tuple(args.strategies.split(",")), args.trials, args.time) for k in args.experiments]
-    frame = pd.concat(frames, ignore_index=True)
+    if args.from_csv is not None:
+        frame = pd.concat([pd.read_csv(p) for p in args.from_csv], ignore_index=True)
+    else:
+        frames = [run(k, config, tuple(args.strategies.split(",")), args.trials, args.time) for k in args.experiments]
+        frame = pd.concat(frames, ignore_index=True)
     if args.out:
         frame.to_csv(args.out, index=False)
-    np.set_printoptions(precision=3)
     report(frame)
+    print("\n" + markdown(frame))
+    if args.figure:
+        from scar.report.figures import plot_rework_vs_bytes
+
+        plot_rework_vs_bytes(frame, args.figure)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,12 @@ def plot_rework_vs_bytes(trials: pd.DataFrame, path: str | os.PathLike) -> None:
         ax.axis("off")
     fig.suptitle("Rework against bytes written, every strategy and codec (dashed: the Pareto front)")
     fig.tight_layout()
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}
+    for ax in axes.ravel():
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    labels = [label for label in order if label in legend]
+    handles = [legend[label] for label in labels]
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
     _save(fig, path)
 
