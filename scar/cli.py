@@ -23,9 +23,10 @@ def _info(args: argparse.Namespace) -> int:
         model = make_model(name)
         print(f"  {name:<12} one iteration = {type(model).iteration}; server params {model.server_params}")
     print("datasets:", ", ".join(available_datasets()))
-    print("strategies (checkpoint policy, recovery policy):")
+    print("strategies (checkpoint policy, recovery policy) and codec where not raw:")
     for s in STRATEGIES.values():
-        print(f"  {s.name:<20} ({s.checkpoint}, {s.recovery})")
+        codec = "" if s.codec == "raw" else f" codec {s.codec} {dict(s.codec_params) or ''}".rstrip()
+        print(f"  {s.name:<20} ({s.checkpoint}, {s.recovery}){codec}")
     return 0
 
 

@@ -67,7 +67,7 @@ def random_walk(shapes, dtype, n_iters, seed, *, scale=1.0, step=1.0):
 
 
 #: Every checkpoint policy, by registry name.
-POLICY_NAMES = ("full", "priority", "round_robin", "random", "frequency")
+POLICY_NAMES = ("full", "priority", "round_robin", "random", "frequency", "sensitive_priority")
 
 
 def checkpoint_runs(*, max_rows, dtypes, max_every, max_iters):

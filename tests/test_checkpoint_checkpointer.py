@@ -514,3 +514,27 @@ def test_restart_goes_back_to_the_last_save():
     ckpt.restart()
     assert ckpt.last_iteration == 4
     assert ckpt.after_iteration(5, x) is False  # the replay goes on from 5
+
+
+@pytest.mark.parametrize("name", ["quantized", "lc"])
+def test_resume_rebuilds_the_codec_with_its_parameters(tmp_path, name):
+    from scar.checkpoint.codecs import make_codec
+
+    rng = np.random.default_rng(5)
+    params = {"w": rng.standard_normal((512, 4))}
+    store = DirectoryStore(tmp_path / "a")
+    ckpt = Checkpointer(make_checkpoint_policy("priority", 4, 0.25), store, codec=make_codec(name, bits=6))
+    ckpt.start(params)
+    for k in range(1, 6):
+        params = {"w": params["w"] + 0.1 * rng.standard_normal((512, 4))}
+        ckpt.after_iteration(k, params)
+    assert ckpt.state_dict()["codec_params"] == {"bits": 6}
+    resumed = Checkpointer.resume(make_checkpoint_policy("priority", 4, 0.25), DirectoryStore(tmp_path / "a"))
+    assert resumed.codec.name == name and resumed.codec.params() == {"bits": 6}
+    # A state of other bits does not load into a Checkpointer of the default bits.
+    other = Checkpointer(make_checkpoint_policy("priority", 4, 0.25), DirectoryStore(tmp_path / "a"), codec=name)
+    with pytest.raises(ValueError, match="bits.*6.*3|6.*bits.*3"):
+        other.load_state_dict(ckpt.state_dict())
+    # The policy budgets in the codec the Checkpointer writes with; a mismatch is refused.
+    with pytest.raises(ValueError, match="the policy budgets for codec"):
+        Checkpointer(make_checkpoint_policy("priority", 4, 0.25, codec=make_codec(name, bits=2)), codec=make_codec(name))

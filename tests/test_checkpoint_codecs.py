@@ -150,11 +150,58 @@ def test_lc_compresses_the_indices_of_a_quiet_row_and_decodes_as_quantized():
     np.testing.assert_array_equal(lc.decode(el, prev), q.decode(eq, prev))
 
 
-def test_quantized_refuses_integer_state_and_bad_bits():
-    with pytest.raises(ValueError, match="must stay exact"):
-        make_codec("quantized").encode(np.ones((2, 2), dtype=np.int32), np.zeros((2, 2), dtype=np.int32))
+@pytest.mark.parametrize("name", ["quantized", "lc"])
+def test_integer_state_stays_exact_and_bad_bits_are_refused(name):
+    rng = np.random.default_rng(4)
+    prev = rng.integers(0, 50, size=(30, 20)).astype(np.int32)
+    x = prev.copy()
+    x[:3] += rng.integers(-2, 3, size=(3, 20)).astype(np.int32)  # a few counts moved
+    codec = make_codec(name)
+    enc = codec.encode(x, prev)
+    got = codec.decode(enc, prev)
+    assert got.dtype == x.dtype and got.tobytes() == x.tobytes()
+    if name == "quantized":
+        assert enc.nbytes == x.nbytes
+    else:  # the exclusive-or delta of mostly unchanged counts compresses
+        assert enc.nbytes < 0.2 * x.nbytes
     with pytest.raises(ValueError, match="bits must be an integer in"):
-        make_codec("quantized", bits=9)
+        make_codec(name, bits=9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["raw", "delta", "quantized", "lc"]),
+    st.sampled_from([1, 3, 8]),
+    st.sampled_from([np.float64, np.float32, np.int32, np.int64]),
+    st.integers(1, 40),
+    st.integers(1, 12),
+    st.integers(0, 2**31),
+    st.floats(0.0, 1.0),
+)
+def test_budget_cost_bounds_what_every_codec_writes(name, bits, dtype, n_rows, width, seed, moving):
+    rng = np.random.default_rng(seed)
+    prev = (100 * rng.standard_normal((n_rows, width))).astype(dtype)
+    x = prev.copy()
+    moved = rng.random(n_rows) < moving
+    x[moved] = (100 * rng.standard_normal((int(moved.sum()), width))).astype(dtype)
+    codec = make_codec(name, bits=bits) if name in ("quantized", "lc") else make_codec(name)
+    per, fixed = codec.budget_cost(np.dtype(dtype), x.size)
+    enc = codec.encode(x, prev)
+    assert enc.nbytes <= -(-per * x.size // 8) + fixed
+    # and round trips: exactly where lossless or integer, within the change where quantized
+    got = codec.decode(enc, prev)
+    if codec.lossless or np.dtype(dtype).kind != "f":
+        assert got.tobytes() == x.tobytes()
+    else:
+        assert np.all(np.abs(got.astype(np.float64) - x) <= np.abs(x.astype(np.float64) - prev) * (1 + 1e-6) + 1e-30)
+
+
+def test_codec_params_rebuild_an_equal_codec():
+    for name in CODECS:
+        codec = make_codec(name, bits=5) if name in ("quantized", "lc") else make_codec(name)
+        again = make_codec(name, **codec.params())
+        assert again.params() == codec.params() and type(again) is type(codec)
+    assert make_codec("lc", bits=5).params() == {"bits": 5}
 
 
 @pytest.mark.parametrize("name", ["delta", "quantized", "lc"])

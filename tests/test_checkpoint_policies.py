@@ -524,3 +524,90 @@ def test_frequency_rejects_touched_rows_it_cannot_place():
         ck.after_iteration(2, x, {"user": np.array([0])})
     with pytest.raises(ValueError, match="needs access counts"):
         make_checkpoint_policy("frequency", 16, 0.25).select(4, ck.layout, x, ck.image)
+
+
+# --------------------------------------------------------------------------------------------
+# Byte budgets (a codec other than raw) and sensitivity-aware priority
+
+
+def _drifting(seed=0, shapes=(("U", 30, 6), ("V", 50, 6))):
+    rng = np.random.default_rng(seed)
+    return [{n: rng.standard_normal((r, w)) * (1 + k) for n, r, w in shapes} for k in range(12)]
+
+
+@pytest.mark.parametrize("codec", ["delta", "quantized", "lc"])
+@pytest.mark.parametrize("name", ["priority", "round_robin", "random", "sensitive_priority", "frequency"])
+def test_a_byte_budget_holds_every_save_to_what_a_raw_save_of_the_same_r_writes(name, codec):
+    from scar.checkpoint.codecs import make_codec
+
+    states = _drifting()
+    r, C = 0.25, 8
+    raw = Checkpointer(make_checkpoint_policy(name, C, r, seed=1))
+    coded = Checkpointer(make_checkpoint_policy(name, C, r, seed=1), codec=make_codec(codec))
+    raw.start(states[0])
+    coded.start(states[0])
+    n_rows = sum(a.shape[0] for a in states[0].values())
+    # A raw save: r of the parameters, and 8 bytes of index per row; equal widths, so exact.
+    cap = r * (sum(a.nbytes for a in states[0].values()) + 8 * n_rows)
+    for k, x in enumerate(states[1:], start=1):
+        before = (raw.bytes_written + raw.store.index_bytes_written, coded.bytes_written + coded.store.index_bytes_written)
+        raw.after_iteration(k, x)
+        coded.after_iteration(k, x)
+        wrote_raw = raw.bytes_written + raw.store.index_bytes_written - before[0]
+        wrote = coded.bytes_written + coded.store.index_bytes_written - before[1]
+        assert wrote_raw <= cap + 1e-9 and wrote <= cap + 1e-9
+        if codec == "delta":  # the same bytes per row as raw: the same rows
+            assert wrote == wrote_raw
+    if codec != "delta":  # 3 bits a value instead of 64: more rows per save (8 index bytes a row)
+        assert coded.store.index_bytes_written > 2 * raw.store.index_bytes_written
+
+
+def test_block_costs_in_bytes_refuses_a_block_that_never_fits():
+    from scar.checkpoint.codecs import make_codec
+
+    policy = make_checkpoint_policy("priority", 8, 0.125, codec=make_codec("delta"))
+    layout = BlockLayout(("w",), (4,), (16,))
+    with pytest.raises(ValueError, match="codec 'delta' may write .* bits per save, less than the largest block"):
+        policy.block_costs(layout, {"w": np.zeros((4, 16))})
+
+
+def test_sensitive_priority_weighs_change_by_the_declared_sensitivity():
+    from scar.checkpoint.policies import SensitivePriorityCheckpoint
+
+    rng = np.random.default_rng(2)
+    x0 = {"U": rng.standard_normal((20, 4)), "V": rng.standard_normal((20, 4))}
+    x1 = {"U": x0["U"] + 10.0, "V": x0["V"] + 0.1 * rng.standard_normal((20, 4))}  # U moved most
+    image = Checkpoint(values={n: a.copy() for n, a in x0.items()}, saved_at={n: np.zeros(20, dtype=np.int64) for n in x0})
+    layout = BlockLayout.from_arrays(x0)
+    scar = make_checkpoint_policy("priority", 8, 0.25).select(2, layout, x1, image)
+    assert scar[:20].sum() == 10 and scar[20:].sum() == 0  # SCAR spends it all on U
+    blind = SensitivePriorityCheckpoint(8, 0.25, weights={"U": 0.0}).select(2, layout, x1, image)
+    assert blind[:20].sum() == 0 and blind[20:].sum() == 10  # U weighs 0: all of it on V
+    change = layout.block_distances(x1, image.values)[20:]
+    assert set(np.flatnonzero(blind[20:])) == set(np.argsort(-change)[:10])
+    # No weights: SCAR's priority, exactly.
+    np.testing.assert_array_equal(SensitivePriorityCheckpoint(8, 0.25).select(2, layout, x1, image), scar)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        SensitivePriorityCheckpoint(8, 0.25, weights={"U": -1.0})
+    with pytest.raises(ValueError, match="not server arrays"):
+        SensitivePriorityCheckpoint(8, 0.25, weights={"W": 0.0}).select(2, layout, x1, image)
+    assert SensitivePriorityCheckpoint(8, 0.25, weights={"U": 0}).config()["weights"] == {"U": 0.0}
+
+
+def test_an_entropy_coded_codec_fits_more_rows_where_the_data_compresses():
+    from scar.checkpoint.codecs import make_codec
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 9, size=(400, 16)).astype(np.int32)  # integer state: stays exact
+    moved = counts.copy()
+    moved[rng.random(400) < 0.9] += 1  # most rows moved a little: a low-entropy delta
+    image = Checkpoint(values={"n": counts}, saved_at={"n": np.zeros(400, dtype=np.int64)})
+    layout = BlockLayout.from_arrays({"n": counts})
+    taken = {}
+    for codec in ("quantized", "lc"):
+        policy = make_checkpoint_policy("priority", 8, 0.25, codec=make_codec(codec))
+        mask = policy.select(2, layout, {"n": moved}, image)
+        taken[codec] = int(mask.sum())
+        assert policy._encoded_bytes(layout, mask, {"n": moved}, image) <= policy._budget_bytes(layout, {"n": moved})
+    assert taken["quantized"] == 400 * (16 * 4 + 8) * 0.25 // (16 * 4 + 8)  # exact counts: raw's rows
+    assert taken["lc"] > 2 * taken["quantized"]  # the zlib-coded delta fits several times more

@@ -16,7 +16,9 @@ def test_strategies_table():
     assert STRATEGIES["random_partial"] == Strategy("random_partial", "random", "partial")
     assert STRATEGIES["rebuild"] == Strategy("rebuild", "priority", "rebuild")
     assert STRATEGIES["frequency_partial"] == Strategy("frequency_partial", "frequency", "partial")
-    assert len(STRATEGIES) == 7
+    assert STRATEGIES["lc_partial"] == Strategy("lc_partial", "priority", "partial", codec="lc", codec_params=(("bits", 3),))
+    assert STRATEGIES["sensitive_partial"] == Strategy("sensitive_partial", "sensitive_priority", "partial")
+    assert len(STRATEGIES) == 13
     for name, s in STRATEGIES.items():
         assert s.name == name
         assert s.recovery in RECOVERY_POLICIES
@@ -61,6 +63,19 @@ def test_a_strategy_checks_its_own_fields():
     assert get_strategy("traditional").with_r(0.25).r == 1.0
 
 
-def test_one_default_list_of_strategies():
-    # Every strategy but the one that needs a model reporting the rows it touched.
-    assert DEFAULT_STRATEGIES == tuple(s for s in STRATEGIES if s != "frequency_partial")
+def test_default_strategies_are_the_raw_ones_and_codecs_are_additive():
+    assert DEFAULT_STRATEGIES == ("traditional", "scar", "full_partial", "round_robin_partial", "random_partial", "rebuild")
+    assert all(STRATEGIES[n].codec == "raw" and STRATEGIES[n].codec_params == () for n in DEFAULT_STRATEGIES)
+    lc = STRATEGIES["lc_partial"].with_r(0.25)
+    assert lc.make_codec().params() == {"bits": 3} and lc.policy(8).codec.name == "lc"
+    assert lc.policy(8).budget_in_bytes and not STRATEGIES["scar"].policy(8).budget_in_bytes
+
+
+def test_a_strategy_checks_its_codec():
+    with pytest.raises(ValueError, match="unknown codec 'zstd'"):
+        Strategy("x", "priority", "partial", codec="zstd")
+    with pytest.raises(ValueError, match="bits must be an integer"):
+        Strategy("x", "priority", "partial", codec="lc", codec_params=(("bits", 12),))
+    with pytest.raises(ValueError, match="whole-job.*lossless"):
+        Strategy("x", "full", "full", codec="quantized")
+    assert Strategy("x", "full", "full", codec="delta").whole_job

@@ -307,3 +307,37 @@ def test_traditional_rework_is_exactly_the_iterations_lost_on_every_model(model_
         worker = sum(a[0].nbytes for n, a in base.snapshots.items() if n not in base.server_params)
         server = sum(base.snapshots[n][0].nbytes for n in base.server_params)
         assert row["checkpoint_bytes"] == (1 + (T - 1) // 4) * (server + worker)
+
+
+def test_codec_strategies_write_at_most_raw_bytes_and_sensitivity_defaults_to_scar(model, baseline):
+    settings = TrialSettings.from_names(
+        ["scar", "delta_partial", "lc_partial", "quantized_partial", "sensitive_partial"], interval=C, r_values=(0.25,)
+    )
+    rows = {r["strategy"]: r for r in run_trial(model, None, baseline, _spec(0.6, seed=2), settings)}
+    scar = rows["scar"]
+    total = {s: r["checkpoint_bytes"] + r["checkpoint_index_bytes"] for s, r in rows.items()}
+    # Equal widths: the lossless delta takes SCAR's rows, and writes SCAR's bytes exactly.
+    assert total["delta_partial"] == total["scar"] and rows["delta_partial"]["rework"] == scar["rework"]
+    # The lossy codecs fit more rows in at most the same bytes.
+    for s in ("lc_partial", "quantized_partial"):
+        assert total[s] <= total["scar"] and rows[s]["codec"] == s.split("_")[0]
+        assert rows[s]["mean_staleness"] <= scar["mean_staleness"]
+    # The quadratic model declares no sensitivity: sensitive_partial is SCAR, measured once.
+    same = {k: v for k, v in rows["sensitive_partial"].items() if k not in ("strategy", "checkpoint_policy")}
+    assert same == {k: v for k, v in scar.items() if k not in ("strategy", "checkpoint_policy")}
+    assert rows["sensitive_partial"]["checkpoint_policy"] == "sensitive_priority"
+
+
+def test_mf_declares_u_free_and_sensitive_priority_saves_only_v():
+    from scar.checkpoint.checkpointer import replay
+    from scar.checkpoint.strategy import get_strategy
+    from scar.datasets import load_dataset
+    from scar.models import make_model
+
+    mf = make_model("mf", {"rank": 3})
+    assert mf.sensitivity() == {"U": 0.0, "V": 1.0}
+    data = mf.prepare(load_dataset("movielens"))
+    base = run_baseline(mf, data, seed=0, max_iters=6, tol=0.05)
+    s = get_strategy("sensitive_partial").with_r(0.25)
+    ck = replay(s.policy(8, weights=mf.sensitivity()), base.server_state_at, base.k_base)
+    assert (ck.image.saved_at["U"] == 0).all() and (ck.image.saved_at["V"] > 0).any()

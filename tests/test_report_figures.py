@@ -44,6 +44,30 @@ def test_rework_figures(tmp_path, trials):
     _check_png(tmp_path / "vs_perturbation.png")
 
 
+def test_rework_vs_bytes_figure_and_its_pareto_front(tmp_path, quadratic_baseline):
+    model, base = quadratic_baseline
+    settings = TrialSettings.from_names(["scar", "full_partial", "lc_partial", "lc_full_partial"], interval=8, r_values=(0.25,))
+    rows = [
+        row
+        for spec in plan_trials(3, [0.25], (0.1, 0.9), 0, key="quadratic/none")
+        for row in run_trial(model, None, base, spec, settings, dataset="none")
+    ]
+    frame = trials_frame(rows)
+    pts = figures.pareto_points(frame).set_index("strategy")
+    for s, g in frame.groupby("strategy"):
+        assert pts.loc[s, "bytes"] == pytest.approx((g["checkpoint_bytes"] + g["checkpoint_index_bytes"]).mean())
+        assert pts.loc[s, "rework"] == pytest.approx(g["rework_fractional"].mean())
+    # On the front exactly when no other point is at most as costly on both axes, and better on one.
+    for s, p in pts.iterrows():
+        others = pts.drop(index=s)
+        beaten = ((others["bytes"] <= p["bytes"]) & (others["rework"] <= p["rework"])
+                  & ((others["bytes"] < p["bytes"]) | (others["rework"] < p["rework"]))).any()  # fmt: skip
+        assert p["pareto"] == (not beaten)
+    assert pts["pareto"].any()
+    figures.plot_rework_vs_bytes(frame, tmp_path / "vs_bytes.png")
+    _check_png(tmp_path / "vs_bytes.png")
+
+
 def test_baselines_figure(tmp_path, quadratic_baseline):
     _, base = quadratic_baseline
     curves = pd.DataFrame(

@@ -37,7 +37,7 @@ TABLES = (
 TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
 TINY_TRIALS = scar_config.trial_table(TINY)
 TINY_BATCHES = len(TINY_TRIALS.drop_duplicates(["model", "dataset", "baseline_seed", "batch"]))
-FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "baselines", "perturbations", "planner_validation")
+FIGURES = ("rework_by_strategy", "rework_vs_perturbation", "rework_vs_bytes", "baselines", "perturbations", "planner_validation")
 
 
 def _jobs(output: str) -> dict[str, int]:

@@ -80,6 +80,11 @@ class Checkpointer:
         self.policy = policy
         self.store = store if store is not None else InMemoryStore()
         self.codec = make_codec(codec)
+        # The policy budgets in the bytes of the codec the saves are written with.
+        if policy.codec is None:
+            policy.codec = self.codec
+        elif (policy.codec.name, policy.codec.params()) != (self.codec.name, self.codec.params()):
+            raise ValueError(f"the policy budgets for codec {policy.codec!r}, the Checkpointer writes with {self.codec!r}")
         self.layout: BlockLayout | None = None
         self.image: Checkpoint | None = None
         self.n_saves = 0
@@ -128,7 +133,9 @@ class Checkpointer:
         else:
             mask = self.policy.select(k, self.layout, params, self.image)
         arrays = {n: np.asarray(params[n]) for n in self.layout.names}
-        if mask.all():
+        # A codec that encodes against the image writes every row of a save that takes them all
+        # against it too: a self-contained full record would be raw, and blow a byte budget.
+        if mask.all() and not self.codec.needs_previous:
             self._full_save(k, arrays)
             return True
         if self.accesses is not None:
@@ -210,6 +217,7 @@ class Checkpointer:
             "policy": self.policy.config(),
             "policy_state": self.policy.state_dict(),
             "codec": self.codec.name,
+            "codec_params": self.codec.params(),
             "layout": layout,
             "dtypes": None if self._dtypes is None else dict(self._dtypes),
             "n_saves": self.n_saves,
@@ -240,6 +248,11 @@ class Checkpointer:
             )
         if state["codec"] != self.codec.name:
             raise ValueError(f"state_dict is of codec {state['codec']!r}, this Checkpointer's codec is {self.codec.name!r}")
+        if dict(state.get("codec_params", {})) != self.codec.params():
+            raise ValueError(
+                f"state_dict is of codec {state['codec']!r} with {dict(state.get('codec_params', {}))}, "
+                f"this Checkpointer's codec has {self.codec.params()}"
+            )
         if state["layout"] is None:
             raise ValueError("state_dict is of a Checkpointer that was never started: nothing to resume")
         lay = state["layout"]
@@ -297,7 +310,8 @@ class Checkpointer:
 
         The state is that after the newest durable save, so a crash at any point (even mid-write)
         resumes consistently: the caller continues with the iterations after :attr:`last_save`.
-        ``codec`` defaults to the one the state names. Raises as :meth:`load_state_dict`, and
+        ``codec`` defaults to the one the state names, with its parameters (a quantizer's
+        ``bits``). Raises as :meth:`load_state_dict`, and
         ValueError if the newest record was not written by a Checkpointer.
         """
         info = store.last_record()
@@ -309,7 +323,9 @@ class Checkpointer:
                 f"the store's newest record (seq {info.seq}, iteration {info.iteration}) carries no Checkpointer state; "
                 "pass a state_dict to load_state_dict instead"
             )
-        ck = cls(policy, store, codec=codec if codec is not None else state["codec"])
+        if codec is None:
+            codec = make_codec(state["codec"], **dict(state.get("codec_params", {})))
+        ck = cls(policy, store, codec=codec)
         ck.load_state_dict(state)
         return ck
 

@@ -66,6 +66,9 @@ class Codec(ABC):
     lossless: ClassVar[bool]
     #: Whether encode/decode read ``previous`` (if not, callers may pass ``None``).
     needs_previous: ClassVar[bool] = False
+    #: Whether what it writes depends on the data (entropy coding) and may be far below
+    #: :meth:`budget_cost`'s bound: a byte budget then measures candidates by encoding them.
+    entropy_coded: ClassVar[bool] = False
 
     @abstractmethod
     def encode(self, rows_values: np.ndarray, previous: np.ndarray | None) -> EncodedRows:
@@ -82,8 +85,25 @@ class Codec(ABC):
         The result may alias ``encoded``'s buffers; callers copy it where they keep it.
         """
 
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters (JSON-able): ``make_codec(name, **params())`` rebuilds an
+        equal codec, which is how a resumed Checkpointer gets its codec back."""
+        return {}
+
+    def budget_cost(self, dtype: np.dtype, n_elements: int) -> tuple[int, int]:
+        """An upper bound on what an encoding against ``previous`` of up to ``n_elements``
+        elements of ``dtype`` (one array, one save) writes: ``(bits per element, fixed bytes)``,
+        so that it writes at most ``ceil(bits * n / 8) + fixed`` bytes for any ``n <= n_elements``
+        and any data. A byte budget selects rows with it (docs/design.md §4). Default: raw."""
+        return 8 * np.dtype(dtype).itemsize, 0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _zlib_slack(n: int) -> int:
+    """Most bytes zlib adds to ``n`` incompressible bytes (zlib's compressBound minus ``n``)."""
+    return (n >> 12) + (n >> 14) + (n >> 25) + 13
 
 
 class RawCodec(Codec):
@@ -162,8 +182,9 @@ class QuantizedCodec(Codec):
     1`` non-empty buckets of largest magnitude are kept, each represented by the mean of its
     elements (the value that minimises the squared error), and every other element decodes to
     no change. Written: ``bits`` per element (packed) and one float64 per kept bucket. A full
-    record (``previous=None``) is written raw. Integer state (LDA's counts) is refused: counts
-    must stay exact, so they take ``raw`` or ``delta``.
+    record (``previous=None``) is written raw. Integer state (LDA's counts) is never quantized:
+    counts must stay exact, so an integer array is written raw (``kind: exact``); :class:`LCCodec`
+    entropy-codes its exclusive-or delta instead, still exactly.
     """
 
     name = "quantized"
@@ -174,6 +195,15 @@ class QuantizedCodec(Codec):
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
             raise ValueError(f"quantized codec: bits must be an integer in [1, 8], got {bits!r}")
         self.bits = bits
+
+    def params(self) -> dict[str, Any]:
+        return {"bits": int(self.bits)}
+
+    def budget_cost(self, dtype: np.dtype, n_elements: int) -> tuple[int, int]:
+        if np.dtype(dtype).kind != "f":
+            return 8 * np.dtype(dtype).itemsize, 0
+        # bits per element, packed (one byte of rounding), and one float64 per kept bucket.
+        return self.bits, 1 + 8 * (2**self.bits - 1)
 
     def _quantize(self, values: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bucket index per element (0: no change) and the kept buckets' values."""
@@ -208,13 +238,20 @@ class QuantizedCodec(Codec):
     def encode(self, rows_values: np.ndarray, previous: np.ndarray | None) -> EncodedRows:
         values = _as_2d(rows_values)
         if previous is None:
-            if values.dtype.kind not in "f":
-                raise ValueError(f"the quantized codec takes floating-point arrays; {values.dtype} state must stay exact")
             return EncodedRows(self.name, values.shape, values.dtype, (values,), {"kind": "raw"})
+        if values.dtype.kind != "f":
+            return self._encode_exact(values, previous)
         index, table = self._quantize(values, previous)
         return EncodedRows(
             self.name, values.shape, values.dtype, (self._pack(index), table), {"kind": "quantized", "bits": self.bits}
         )
+
+    def _encode_exact(self, values: np.ndarray, previous: np.ndarray) -> EncodedRows:
+        """Integer state, kept exact: the values as they are."""
+        return EncodedRows(self.name, values.shape, values.dtype, (values,), {"kind": "exact"})
+
+    def _decode_exact(self, encoded: EncodedRows, previous: np.ndarray) -> np.ndarray:
+        return np.asarray(encoded.buffers[0]).reshape(encoded.shape)
 
     def _index(self, encoded: EncodedRows) -> np.ndarray:
         packed = encoded.buffers[0]
@@ -226,6 +263,8 @@ class QuantizedCodec(Codec):
             return encoded.buffers[0]
         if previous is None:
             raise ValueError("a quantized record decodes only against the previous values of its rows")
+        if encoded.meta.get("kind") == "exact":
+            return self._decode_exact(encoded, previous)
         table = np.concatenate([[0.0], np.asarray(encoded.buffers[-1], dtype=np.float64)])
         change = table[self._index(encoded)]
         return (np.asarray(previous, dtype=np.float64) + change).astype(encoded.dtype)
@@ -235,13 +274,34 @@ class QuantizedCodec(Codec):
 
 
 class LCCodec(QuantizedCodec):
-    """LC-Checkpoint whole: the quantized change, its bucket indices entropy-coded (zlib)."""
+    """LC-Checkpoint whole: the quantized change, its bucket indices entropy-coded (zlib).
+
+    Integer state stays exact: its exclusive-or delta (as :class:`DeltaCodec`), zlib-coded.
+    """
 
     name = "lc"
+    entropy_coded = True
+
+    def budget_cost(self, dtype: np.dtype, n_elements: int) -> tuple[int, int]:
+        per, fixed = super().budget_cost(dtype, n_elements)
+        # zlib may expand what it cannot compress, by at most its slack on the largest input.
+        return per, fixed + _zlib_slack(-(-int(n_elements) * per // 8))
+
+    def _encode_exact(self, values: np.ndarray, previous: np.ndarray) -> EncodedRows:
+        prev = np.ascontiguousarray(previous, dtype=values.dtype)
+        xor = np.ascontiguousarray(_bits_view(values) ^ _bits_view(prev))
+        squeezed = np.frombuffer(zlib.compress(xor.tobytes(), 6), dtype=np.uint8)
+        return EncodedRows(self.name, values.shape, values.dtype, (squeezed,), {"kind": "exact"})
+
+    def _decode_exact(self, encoded: EncodedRows, previous: np.ndarray) -> np.ndarray:
+        raw = zlib.decompress(np.asarray(encoded.buffers[0], dtype=np.uint8).tobytes())
+        xor = np.frombuffer(raw, dtype=np.dtype(f"u{encoded.dtype.itemsize}")).reshape(encoded.shape)
+        prev = np.ascontiguousarray(previous, dtype=encoded.dtype)
+        return (xor ^ _bits_view(prev)).view(encoded.dtype)
 
     def encode(self, rows_values: np.ndarray, previous: np.ndarray | None) -> EncodedRows:
         enc = super().encode(rows_values, previous)
-        if enc.meta.get("kind") == "raw":
+        if enc.meta.get("kind") in ("raw", "exact"):
             return enc
         packed, table = enc.buffers
         # Bucket 0 (no change) dominates a mostly quiet row: the packed indices compress well.

@@ -10,6 +10,16 @@ only in *which* blocks they pick:
 - ``random``: blocks drawn uniformly at random (seeded per iteration);
 - ``frequency`` (CPR's MFU): the blocks accessed most often since their own last save, from the
   accesses the training reports to the Checkpointer (an embedding lookup touches few rows).
+- ``sensitive_priority``: SCAR's priority times the cost of perturbing the block's array (a
+  model's declared sensitivity, e.g. 0 for a factor the next sweep recomputes).
+
+With a codec other than ``raw`` the budget is in bytes, not parameters (docs/design.md §4): a
+save may write what a raw save of the same ``r`` writes, ``r`` times the full state as a partial
+record (values and one 8-byte row index per row), and a block costs its codec's upper bound on
+the bytes of its values plus its index, so a compressing codec saves more rows per save. An
+entropy-coded codec (``lc``) writes far less than its bound where the data compresses: the save
+then takes the longest prefix of the policy's order whose actual encoding fits (a bisection,
+each step encoding the candidates), if longer than what the bound allows.
 
 A policy only chooses rows; :class:`~scar.checkpoint.checkpointer.Checkpointer` runs it over a
 training run, a :class:`~scar.checkpoint.codecs.Codec` says how the chosen rows are written and a
@@ -25,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scar.checkpoint.codecs import Codec, RawCodec
 from scar.checkpoint.stores import Checkpoint
 from scar.core.blocks import BlockLayout
 
@@ -36,6 +47,7 @@ __all__ = [
     "PriorityCheckpoint",
     "RandomCheckpoint",
     "RoundRobinCheckpoint",
+    "SensitivePriorityCheckpoint",
     "make_checkpoint_policy",
 ]
 
@@ -53,10 +65,12 @@ class CheckpointPolicy(ABC):
     #: (the Checkpointer then counts the rows each iteration touched).
     uses_accesses: ClassVar[bool] = False
 
-    def __init__(self, interval: int, fraction: float = 1.0) -> None:
+    def __init__(self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None) -> None:
         self.interval = interval
         self.fraction = fraction
         self.save_every = _save_every(interval, fraction)
+        #: The codec the saves are written with; any but raw makes the budget one of bytes.
+        self.codec = codec
 
     def is_due(self, k: int) -> bool:
         """Whether a save happens at the end of iteration ``k``."""
@@ -81,6 +95,73 @@ class CheckpointPolicy(ABC):
                 f"less than the largest block ({largest} parameters): raise r or use smaller blocks"
             )
         return budget
+
+    @property
+    def budget_in_bytes(self) -> bool:
+        """Whether a save's budget is in bytes (a codec other than raw) rather than parameters."""
+        return self.codec is not None and not isinstance(self.codec, RawCodec)
+
+    def block_costs(self, layout: BlockLayout, current: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
+        """Per-block costs and one save's budget, in one unit: parameters (raw codec,
+        :meth:`budget`), or bits of the codec's upper bound on what it writes plus 64 bits of
+        row index per block, against ``r`` times the bits of the full state written as a
+        partial record (values and indices), less the codec's fixed bytes per array."""
+        if not self.budget_in_bytes:
+            return layout.block_sizes, self.budget(layout)
+        assert self.codec is not None
+        costs, full_bits, fixed_bytes = [], 0, 0
+        for name, n_rows, width in zip(layout.names, layout.n_rows, layout.widths):
+            dtype = np.asarray(current[name]).dtype
+            per, fixed = self.codec.budget_cost(dtype, n_rows * width)
+            costs.append(np.full(n_rows, width * per + 64, dtype=np.int64))
+            full_bits += n_rows * (width * 8 * dtype.itemsize + 64)
+            fixed_bytes += fixed
+        budget = int(np.floor(self.fraction * full_bits + 1e-9)) - 8 * fixed_bytes
+        sizes = np.concatenate(costs) if costs else np.zeros(0, dtype=np.int64)
+        if sizes.size and int(sizes.max()) > budget:
+            raise ValueError(
+                f"{self.name} checkpoints with r={self.fraction} and codec {self.codec.name!r} may write {budget} bits "
+                f"per save, less than the largest block ({int(sizes.max())} bits): raise r or use smaller blocks"
+            )
+        return sizes, budget
+
+    def _take(self, order: np.ndarray, layout: BlockLayout, current: Mapping[str, np.ndarray], saved: Checkpoint) -> np.ndarray:
+        """Mask of the blocks a save takes, walking ``order`` within the budget (see module doc)."""
+        sizes, budget = self.block_costs(layout, current)
+        mask = _take_within_budget(order, sizes, budget)
+        if not (self.budget_in_bytes and self.codec is not None and self.codec.entropy_coded) or mask.all():
+            return mask
+        # Bisect the longest prefix of `order` whose encoding (values and indices) fits in bytes.
+        limit = self._budget_bytes(layout, current)
+        lo, hi = int(mask.sum()), order.size  # prefix lengths: lo is known to fit (by the bound)
+        best = None
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            candidate = np.zeros(order.size, dtype=bool)
+            candidate[order[:mid]] = True
+            if self._encoded_bytes(layout, candidate, current, saved) <= limit:
+                lo, best = mid, candidate
+            else:
+                hi = mid - 1
+        return best if best is not None and best.sum() > mask.sum() else mask
+
+    def _budget_bytes(self, layout: BlockLayout, current: Mapping[str, np.ndarray]) -> int:
+        """Bytes one save may write (values and indices): r times the full state as a partial record."""
+        full = sum(
+            n * (w * np.asarray(current[name]).dtype.itemsize + 8)
+            for name, n, w in zip(layout.names, layout.n_rows, layout.widths)
+        )
+        return int(np.floor(self.fraction * full + 1e-9))
+
+    def _encoded_bytes(self, layout: BlockLayout, mask: np.ndarray, current: Mapping[str, np.ndarray], saved: Checkpoint) -> int:
+        """What a save of ``mask`` would write: the codec's bytes and 8 bytes of index a row."""
+        assert self.codec is not None
+        total = 0
+        for name, rows in layout.rows_of(mask).items():
+            if rows.size:
+                previous = saved.values[name][rows] if self.codec.needs_previous else None
+                total += self.codec.encode(np.asarray(current[name])[rows], previous).nbytes + 8 * rows.size
+        return total
 
     def config(self) -> dict[str, Any]:
         """What identifies the policy (JSON-able): a saved state only loads into an equal one."""
@@ -160,9 +241,9 @@ class FullCheckpoint(CheckpointPolicy):
 
     name = "full"
 
-    def __init__(self, interval: int, fraction: float = 1.0) -> None:
+    def __init__(self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None) -> None:
         # r is meaningless for the full policy; it is always 1.
-        super().__init__(interval, 1.0)
+        super().__init__(interval, 1.0, codec=codec)
 
     def select(self, k, layout, current, saved):
         return np.ones(layout.n_blocks, dtype=bool)
@@ -177,15 +258,51 @@ class PriorityCheckpoint(CheckpointPolicy):
 
     name = "priority"
 
+    def _priority(self, layout: BlockLayout, current: Mapping[str, np.ndarray], saved: Checkpoint) -> np.ndarray:
+        """Each block's priority: its change since its last save."""
+        return layout.block_distances(current, saved.values)
+
     def select(self, k, layout, current, saved):
-        change = layout.block_distances(current, saved.values)
+        change = self._priority(layout, current, saved)
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
-        budget = self.budget(layout)
         widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
-        if len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
-            return _priority_top_equal_width(change, age, budget // min(widths))
-        # Unequal widths: skipping a wide block may let any later one in, so the whole order.
-        return _take_within_budget(np.lexsort((age, -change)), layout.block_sizes, budget)
+        if not self.budget_in_bytes and len(widths) == 1 and min(widths) > 0 and not np.isnan(change).any():
+            return _priority_top_equal_width(change, age, self.budget(layout) // min(widths))
+        # Unequal costs: skipping a wide block may let any later one in, so the whole order.
+        return self._take(np.lexsort((age, -change)), layout, current, saved)
+
+
+class SensitivePriorityCheckpoint(PriorityCheckpoint):
+    """Sensitivity-aware priority: a block's change since its last save times the cost of
+    perturbing its array, ``weights[name]`` (1 where not given: SCAR's priority).
+
+    The weights are a model's declared sensitivity (:meth:`scar.models.base.Model.sensitivity`):
+    ALS recomputes ``U`` from ``V`` first in every sweep, so a perturbation of ``U`` costs
+    nothing and ``U`` weighs 0; the whole budget goes to ``V``. Ties (a weight of 0 ties every
+    block of its array) go to the block saved longest ago, as in SCAR's rule.
+    """
+
+    name = "sensitive_priority"
+
+    def __init__(
+        self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None, weights: Mapping[str, float] | None = None
+    ) -> None:
+        super().__init__(interval, fraction, codec=codec)
+        self.weights = {str(n): float(w) for n, w in (weights or {}).items()}
+        bad = {n: w for n, w in self.weights.items() if not (np.isfinite(w) and w >= 0)}
+        if bad:
+            raise ValueError(f"sensitivity weights must be finite and >= 0, got {bad}")
+
+    def _priority(self, layout, current, saved):
+        change = super()._priority(layout, current, saved)
+        unknown = set(self.weights) - set(layout.names)
+        if unknown:
+            raise ValueError(f"sensitivity weights name arrays {sorted(unknown)} that are not server arrays {list(layout.names)}")
+        weight = np.concatenate([np.full(n, self.weights.get(name, 1.0)) for name, n in zip(layout.names, layout.n_rows)])
+        return change * weight
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "weights": dict(sorted(self.weights.items()))}
 
 
 class RoundRobinCheckpoint(CheckpointPolicy):
@@ -193,13 +310,13 @@ class RoundRobinCheckpoint(CheckpointPolicy):
 
     name = "round_robin"
 
-    def __init__(self, interval: int, fraction: float = 1.0) -> None:
-        super().__init__(interval, fraction)
+    def __init__(self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None) -> None:
+        super().__init__(interval, fraction, codec=codec)
         self._next = 0
 
     def select(self, k, layout, current, saved):
         order = np.roll(np.arange(layout.n_blocks), -self._next)
-        mask = _take_within_budget(order, layout.block_sizes, self.budget(layout))
+        mask = self._take(order, layout, current, saved)
         self._next = (self._next + int(mask.sum())) % layout.n_blocks
         return mask
 
@@ -215,13 +332,13 @@ class RandomCheckpoint(CheckpointPolicy):
 
     name = "random"
 
-    def __init__(self, interval: int, fraction: float = 1.0, seed: int = 0) -> None:
-        super().__init__(interval, fraction)
+    def __init__(self, interval: int, fraction: float = 1.0, seed: int = 0, *, codec: Codec | None = None) -> None:
+        super().__init__(interval, fraction, codec=codec)
         self.seed = seed
 
     def select(self, k, layout, current, saved):
         order = np.random.default_rng([self.seed, k]).permutation(layout.n_blocks)
-        return _take_within_budget(order, layout.block_sizes, self.budget(layout))
+        return self._take(order, layout, current, saved)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "seed": int(self.seed)}
@@ -243,22 +360,41 @@ class FrequencyCheckpoint(CheckpointPolicy):
         if accesses is None or accesses.shape != (layout.n_blocks,):
             raise ValueError(f"the frequency policy needs access counts over the {layout.n_blocks} blocks")
         age = np.concatenate([saved.saved_at[n] for n in layout.names])
-        budget = self.budget(layout)
         widths = {w for w, n in zip(layout.widths, layout.n_rows) if n}
-        if len(widths) == 1 and min(widths) > 0:
-            return _priority_top_equal_width(accesses.astype(np.float64), age, budget // min(widths))
-        return _take_within_budget(np.lexsort((age, -accesses)), layout.block_sizes, budget)
+        if not self.budget_in_bytes and len(widths) == 1 and min(widths) > 0:
+            return _priority_top_equal_width(accesses.astype(np.float64), age, self.budget(layout) // min(widths))
+        return self._take(np.lexsort((age, -accesses)), layout, current, saved)
 
 
 CHECKPOINT_POLICIES: dict[str, type[CheckpointPolicy]] = {
-    cls.name: cls for cls in (FullCheckpoint, PriorityCheckpoint, RoundRobinCheckpoint, RandomCheckpoint, FrequencyCheckpoint)
+    cls.name: cls
+    for cls in (
+        FullCheckpoint,
+        PriorityCheckpoint,
+        RoundRobinCheckpoint,
+        RandomCheckpoint,
+        SensitivePriorityCheckpoint,
+        FrequencyCheckpoint,
+    )
 }
 
 
-def make_checkpoint_policy(name: str, interval: int, fraction: float = 1.0, seed: int = 0) -> CheckpointPolicy:
-    """Build a policy by name (``full``, ``priority``, ``round_robin``, ``random``, ``frequency``)."""
+def make_checkpoint_policy(
+    name: str,
+    interval: int,
+    fraction: float = 1.0,
+    seed: int = 0,
+    *,
+    codec: Codec | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> CheckpointPolicy:
+    """Build a policy by name (``full``, ``priority``, ``round_robin``, ``random``,
+    ``sensitive_priority``, ``frequency``); ``codec`` makes its budget one of bytes (a codec other than raw),
+    ``weights`` are the sensitivity of ``sensitive_priority`` (ignored by the others)."""
     if name not in CHECKPOINT_POLICIES:
         raise ValueError(f"unknown checkpoint policy {name!r}; expected one of {sorted(CHECKPOINT_POLICIES)}")
     if name == "random":
-        return RandomCheckpoint(interval, fraction, seed=seed)
-    return CHECKPOINT_POLICIES[name](interval, fraction)
+        return RandomCheckpoint(interval, fraction, seed=seed, codec=codec)
+    if name == "sensitive_priority":
+        return SensitivePriorityCheckpoint(interval, fraction, codec=codec, weights=weights)
+    return CHECKPOINT_POLICIES[name](interval, fraction, codec=codec)

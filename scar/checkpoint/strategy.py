@@ -7,30 +7,42 @@ the report never look a strategy up by name again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from scar.checkpoint.codecs import CODECS, Codec, make_codec
 from scar.checkpoint.policies import CHECKPOINT_POLICIES, CheckpointPolicy, make_checkpoint_policy
 from scar.core.recovery import RecoveryPolicy, check_recovery_policy
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """A named (checkpoint policy, recovery policy, r) triple.
+    """A named (checkpoint policy, recovery policy, r, codec) tuple.
 
-    ``r`` is the fraction of the parameters a fractional policy saves every ``r * C``
-    iterations; it is always 1 for the ``full`` policy.
+    ``r`` is the fraction of the I/O budget a fractional policy spends every ``r * C``
+    iterations; it is always 1 for the ``full`` policy. ``codec`` (with ``codec_params``, e.g.
+    ``(("bits", 3),)``) is how saves are written; any but ``raw`` budgets in bytes, so a
+    compressing codec saves more rows for the same bytes (docs/design.md §4).
     """
 
     name: str
     checkpoint: str
     recovery: RecoveryPolicy
     r: float = 1.0
+    codec: str = "raw"
+    codec_params: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.checkpoint not in CHECKPOINT_POLICIES:
             raise ValueError(f"strategy {self.name!r}: unknown checkpoint policy {self.checkpoint!r}")
         check_recovery_policy(self.recovery)
+        if self.codec not in CODECS:
+            raise ValueError(f"strategy {self.name!r}: unknown codec {self.codec!r}; expected one of {sorted(CODECS)}")
+        codec = self.make_codec()  # validates the parameters
+        if self.whole_job and not codec.lossless:
+            # A whole-job restart replays from an exact full save; a lossy image is not one.
+            raise ValueError(f"strategy {self.name!r}: a full (whole-job) recovery needs a lossless codec, not {self.codec!r}")
         if not 0.0 < self.r <= 1.0:
             raise ValueError(f"strategy {self.name!r}: r must be in (0, 1], got {self.r}")
         if not self.fractional and self.r != 1.0:
@@ -51,9 +63,15 @@ class Strategy:
         """The same strategy at fraction ``r`` (a full policy stays at 1)."""
         return replace(self, r=float(r)) if self.fractional else self
 
-    def policy(self, interval: int, seed: int = 0) -> CheckpointPolicy:
-        """A fresh checkpoint policy for interval ``C`` (validates that ``r * C`` is whole)."""
-        return make_checkpoint_policy(self.checkpoint, interval, self.r, seed=seed)
+    def make_codec(self) -> Codec:
+        """A fresh codec of this strategy."""
+        return make_codec(self.codec, **dict(self.codec_params))
+
+    def policy(self, interval: int, seed: int = 0, weights: Mapping[str, float] | None = None) -> CheckpointPolicy:
+        """A fresh checkpoint policy for interval ``C`` (validates that ``r * C`` is whole),
+        budgeting in this strategy's codec; ``weights``: a model's sensitivity, for
+        ``sensitive_priority``."""
+        return make_checkpoint_policy(self.checkpoint, interval, self.r, seed=seed, codec=self.make_codec(), weights=weights)
 
 
 #: Every strategy, at r = 1 (fractional ones take their r from :meth:`Strategy.with_r`).
@@ -68,18 +86,18 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("rebuild", "priority", "rebuild"),
         # CPR's MFU priority; meaningful where a model reports the rows an iteration touched.
         Strategy("frequency_partial", "frequency", "partial"),
+        # Codecs at equal bytes (LC-Checkpoint, Chen et al. 2020) and sensitivity-aware priority.
+        Strategy("delta_partial", "priority", "partial", codec="delta"),
+        Strategy("quantized_partial", "priority", "partial", codec="quantized", codec_params=(("bits", 3),)),
+        Strategy("lc_partial", "priority", "partial", codec="lc", codec_params=(("bits", 3),)),
+        Strategy("lc_full_partial", "full", "partial", codec="lc", codec_params=(("bits", 3),)),
+        Strategy("sensitive_partial", "sensitive_priority", "partial"),
+        Strategy("sensitive_lc_partial", "sensitive_priority", "partial", codec="lc", codec_params=(("bits", 3),)),
     )
 }
 
 #: The strategies evaluated and planned over when a configuration does not say.
-DEFAULT_STRATEGIES: tuple[str, ...] = (
-    "traditional",
-    "scar",
-    "full_partial",
-    "round_robin_partial",
-    "random_partial",
-    "rebuild",
-)
+DEFAULT_STRATEGIES: tuple[str, ...] = ("traditional", "scar", "full_partial", "round_robin_partial", "random_partial", "rebuild")
 
 
 def get_strategy(name: str) -> Strategy:

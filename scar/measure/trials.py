@@ -35,7 +35,7 @@ from scar.models.base import Model
 TRIAL_COLUMNS: tuple[str, ...] = (
     "model", "dataset", "dataset_label", "data_source", "strategy", "checkpoint_policy",
     "recovery_policy", "trial", "failure_position", "failure_iteration", "failure_fraction",
-    "failed_nodes", "n_nodes", "lost_blocks", "r", "C", "seed", "checkpoint_bytes",
+    "failed_nodes", "n_nodes", "lost_blocks", "r", "C", "seed", "codec", "checkpoint_bytes", "checkpoint_index_bytes",
     "mean_staleness", "perturbation_norm", "k_base", "k_pert", "rework", "rework_fractional",
     "censored", "censor_reason", "bound", "c_hat",
 )  # fmt: skip
@@ -144,9 +144,10 @@ class TrialSettings:
         """When a run recovered on ``baseline`` is censored."""
         return RunLimits(self.cap(baseline.k_base), self.diverge_above(float(baseline.losses[0]), baseline.loss_final))
 
-    def policy(self, strategy: Strategy) -> CheckpointPolicy:
-        """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed."""
-        return strategy.policy(self.interval, seed=self.policy_seed)
+    def policy(self, strategy: Strategy, weights: Mapping[str, float] | None = None) -> CheckpointPolicy:
+        """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed
+        (``weights``: the model's sensitivity, for ``sensitive_priority``)."""
+        return strategy.policy(self.interval, seed=self.policy_seed, weights=weights)
 
     @property
     def policy_seed(self) -> int:
@@ -194,20 +195,35 @@ def run_trial(
     fit = baseline.contraction
     # The checkpoint each policy holds at the failure (saves of iterations < T), replayed once
     # per policy: strategies that share a policy share its checkpoint.
-    replayed: dict[tuple[str, float], tuple[Checkpoint, int, int]] = {}
+    replayed: dict[tuple[Any, ...], tuple[Checkpoint, int, int, int]] = {}
     worker_bytes = baseline.worker_state_bytes
+    weights = model.sensitivity()
+    measured: dict[tuple[Any, ...], dict[str, Any]] = {}
     rows = []
     for strategy in settings.strategies:
         if strategy.recovery == "rebuild" and not model.rebuilds:
             continue  # nothing to rebuild: it would be the partial recovery of its policy
         if CHECKPOINT_POLICIES[strategy.checkpoint].uses_accesses and not baseline.touched:
             continue  # a dense model touches every row: access counts would only rank by age
-        key = (strategy.checkpoint, strategy.r)
+        # Without a declared sensitivity, sensitive_priority is SCAR's priority exactly: the
+        # same checkpoint, the same recovery, the same (deterministic) measurement.
+        same_as = "priority" if strategy.checkpoint == "sensitive_priority" and not weights else strategy.checkpoint
+        key = (same_as, strategy.r, strategy.codec, strategy.codec_params)
+        if (key, strategy.recovery) in measured:
+            row = measured[(key, strategy.recovery)]
+            rows.append({**row, "strategy": strategy.name, "checkpoint_policy": strategy.checkpoint})
+            continue
         if key not in replayed:
-            ckpt = replay(settings.policy(strategy), baseline.server_state_at, T, touched_at=baseline.touched_at)
+            ckpt = replay(
+                settings.policy(strategy, weights),
+                baseline.server_state_at,
+                T,
+                codec=strategy.make_codec(),
+                touched_at=baseline.touched_at,
+            )
             assert ckpt.image is not None
-            replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.n_saves)
-        image, nbytes, n_saves = replayed[key]
+            replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.store.index_bytes_written, ckpt.n_saves)
+        image, nbytes, index_bytes, n_saves = replayed[key]
         # The perturbation is what the recovery writes into the server, before any resync.
         delta = params_distance(recover(strategy.recovery, x_T, image.values, lost_rows), x_T, baseline.server_params)
         if strategy.whole_job:
@@ -243,7 +259,9 @@ def run_trial(
                 "r": strategy.r,
                 "C": settings.interval,
                 "seed": baseline.seed,
+                "codec": strategy.make_codec().name,
                 "checkpoint_bytes": nbytes,
+                "checkpoint_index_bytes": index_bytes,
                 "mean_staleness": float(stale.mean()) if stale.size else 0.0,
                 "perturbation_norm": delta,
                 "k_base": baseline.k_base,
@@ -252,6 +270,7 @@ def run_trial(
                 "c_hat": fit.c if fit else np.nan,
             }
         )
+        measured[(key, strategy.recovery)] = rows[-1]
     return rows
 
 

@@ -86,6 +86,13 @@ class Model(ABC):
     def after_recovery(self, state: State, data: Any, lost_rows: Mapping[str, np.ndarray]) -> None:
         """Make worker state consistent with restored server blocks. Default: nothing to do."""
 
+    def sensitivity(self) -> dict[str, float] | None:
+        """The cost of perturbing each server array, relative to the others (``name -> weight
+        >= 0``), for the ``sensitive_priority`` checkpoint policy; None (the default): unknown,
+        every array weighs 1 and the policy is SCAR's priority. A weight of 0 says a
+        perturbation of that array is erased before it can matter (docs/design.md §4)."""
+        return None
+
     def server_shapes(self, dims: Mapping[str, int]) -> dict[str, tuple[int, int]] | None:
         """The shapes of the server-held arrays on a dataset of sizes ``dims``
         (:attr:`scar.datasets.Dataset.dims`), so that a configuration can be checked before any

@@ -72,6 +72,71 @@ def plot_rework_by_strategy(trials: pd.DataFrame, path: str | os.PathLike) -> No
     _save(grid.figure, path)
 
 
+def pareto_points(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment and strategy (at its r): mean bytes written by the failure (codec bytes
+    and row indices, iteration 0 included), mean interpolated rework with its 95% Student-t
+    half-width, and whether the point is on the experiment's Pareto front (no other point has
+    both fewer or equal bytes and less or equal rework, one of them strictly)."""
+    df = _with_labels(trials)
+    index = df["checkpoint_index_bytes"] if "checkpoint_index_bytes" in df else 0
+    df = df.assign(bytes=df["checkpoint_bytes"] + index)
+    g = df.groupby(["experiment", "strategy", "r", "strategy (r)"], sort=False)
+    pts = g.agg(
+        bytes=("bytes", "mean"),
+        rework=("rework_fractional", "mean"),
+        sd=("rework_fractional", "std"),
+        n=("rework_fractional", "size"),
+    )
+    pts = pts.reset_index()
+    pts["half_width"] = 1.96 * pts["sd"].fillna(0.0) / np.sqrt(pts["n"])
+    front = []
+    for _, e in pts.groupby("experiment", sort=False):
+        b, w = e["bytes"].to_numpy(), e["rework"].to_numpy()
+        dominated = (
+            (b[None, :] <= b[:, None]) & (w[None, :] <= w[:, None]) & ((b[None, :] < b[:, None]) | (w[None, :] < w[:, None]))
+        ).any(axis=1)
+        front.append(pd.Series(~dominated, index=e.index))
+    pts["pareto"] = pd.concat(front) if front else False
+    return pts.drop(columns="sd")
+
+
+def plot_rework_vs_bytes(trials: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Per model and dataset: each strategy's mean rework (interpolated, 95% CI over trials)
+    against the mean bytes it had written by the failure (codec bytes and row indices), the
+    Pareto front of strategies and codecs joined by a line."""
+    pts = pareto_points(trials)
+    order = _label_order(_with_labels(trials))
+    palette = dict(zip(order, sns.color_palette("colorblind", len(order))))
+    experiments = list(dict.fromkeys(pts["experiment"]))
+    ncol = min(3, len(experiments))
+    nrow = -(-len(experiments) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow), squeeze=False)
+    for ax, name in zip(axes.ravel(), experiments):
+        e = pts[pts["experiment"] == name]
+        for label in order:
+            p = e[e["strategy (r)"] == label]
+            if len(p):
+                ax.errorbar(p["bytes"] / 1e6, p["rework"], yerr=p["half_width"], fmt="o", color=palette[label],
+                            label=label, capsize=2)  # fmt: skip
+        f = e[e["pareto"]].sort_values("bytes")
+        ax.plot(f["bytes"] / 1e6, f["rework"], color="0.3", lw=1, ls="--", zorder=0)
+        ax.set_xlabel("bytes written by the failure (MB)")
+        ax.set_ylabel("rework, interpolated")
+        ax.set_title(name)
+    for ax in axes.ravel()[len(experiments) :]:
+        ax.axis("off")
+    fig.suptitle("Rework against bytes written, every strategy and codec (dashed: the Pareto front)")
+    fig.tight_layout()
+    legend: dict[str, Any] = {}
+    for ax in axes.ravel():
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    labels = [label for label in order if label in legend]
+    handles = [legend[label] for label in labels]
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
+    _save(fig, path)
+
+
 def plot_rework_vs_perturbation(trials: pd.DataFrame, path: str | os.PathLike) -> None:
     """Per model and dataset (one row each): left, rework against the perturbation norm
     ||x_recovered - x_T||; right, measured rework against the worst-case bound, where points

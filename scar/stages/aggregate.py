@@ -75,13 +75,16 @@ def make_figures(
     by_strategy_out: PathLike,
     vs_perturbation_out: PathLike,
     baselines_out: PathLike,
+    vs_bytes_out: PathLike | None = None,
 ) -> None:
     """Write the evaluation's figures."""
-    from scar.report.figures import plot_baselines, plot_rework_by_strategy, plot_rework_vs_perturbation
+    from scar.report.figures import plot_baselines, plot_rework_by_strategy, plot_rework_vs_bytes, plot_rework_vs_perturbation
 
     trials = pd.read_csv(trials_csv)
     plot_rework_by_strategy(trials, by_strategy_out)
     plot_rework_vs_perturbation(trials, vs_perturbation_out)
+    if vs_bytes_out is not None:
+        plot_rework_vs_bytes(trials, vs_bytes_out)
     curves = []
     for p in baseline_summaries:
         s = json.loads(Path(p).read_text())

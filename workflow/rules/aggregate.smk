@@ -52,6 +52,11 @@ rule figures:
             caption="../report/rework_vs_perturbation.rst",
             category="Figures",
         ),
+        vs_bytes=report(
+            "results/figures/rework_vs_bytes.png",
+            caption="../report/rework_vs_bytes.rst",
+            category="Figures",
+        ),
         baselines=report(
             "results/figures/baselines.png",
             caption="../report/baselines_figure.rst",

@@ -113,6 +113,7 @@ def final_outputs():
         "results/tables/results.md",
         "results/figures/rework_by_strategy.png",
         "results/figures/rework_vs_perturbation.png",
+        "results/figures/rework_vs_bytes.png",
         "results/figures/baselines.png",
         # Perturbation study and checkpoint planner (rules/perturbations.smk, rules/planner.smk).
         "results/tables/perturbations.csv",

@@ -8,5 +8,6 @@ make_figures(
     snakemake.input.baselines,
     by_strategy_out=snakemake.output.by_strategy,
     vs_perturbation_out=snakemake.output.vs_perturbation,
+    vs_bytes_out=snakemake.output.vs_bytes,
     baselines_out=snakemake.output.baselines,
 )
