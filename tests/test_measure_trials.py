@@ -25,6 +25,7 @@ from scar.core.failures import sample_failed_nodes
 from scar.measure.trajectory import run_baseline
 from scar.measure.trials import (
     TRIAL_COLUMNS,
+    CheckpointReplays,
     TrialSettings,
     TrialSpec,
     failure_iteration,
@@ -276,6 +277,20 @@ def test_run_trial_is_deterministic(model, baseline):
     a = run_trial(model, None, baseline, _spec(0.4, seed=3), settings)
     b = run_trial(model, None, baseline, _spec(0.4, seed=3), settings)
     assert trials_frame(a).equals(trials_frame(b))
+
+
+def test_shared_replays_give_the_rows_of_fresh_ones(model, baseline):
+    # Later, equal and earlier failure positions: a replay that goes on, one reused, one anew.
+    settings = TrialSettings.from_names(
+        strategies=("traditional", "scar", "round_robin_partial", "random_partial", "lc_partial"),
+        interval=C,
+        r_values=(0.25, 0.5),
+    )
+    specs = [_spec(0.3, 0.25, 1, 0), _spec(0.3, 0.5, 2, 1), _spec(0.7, 0.25, 3, 2), _spec(0.2, 0.125, 4, 3)]
+    replays = CheckpointReplays(baseline)
+    shared = [row for spec in specs for row in run_trial(model, None, baseline, spec, settings, replays=replays)]
+    fresh = [row for spec in specs for row in run_trial(model, None, baseline, spec, settings)]
+    assert trials_frame(shared).equals(trials_frame(fresh))
 
 
 @pytest.mark.parametrize(

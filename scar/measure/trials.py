@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from scar.checkpoint.checkpointer import replay
+from scar.checkpoint.checkpointer import Checkpointer
 from scar.checkpoint.policies import CHECKPOINT_POLICIES, CheckpointPolicy
 from scar.checkpoint.stores import Checkpoint
 from scar.checkpoint.strategy import DEFAULT_STRATEGIES, Strategy, resolve_strategies
@@ -26,6 +26,7 @@ from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.bounds import iteration_cost_bound
 from scar.core.failures import Failure, check_window, sample_failed_nodes
 from scar.core.recovery import recover
+from scar.measure.baseline_engine import BaselineEngine
 from scar.measure.engine import Engine, InProcessEngine
 from scar.measure.rework import RunLimits, measure_rework
 from scar.measure.trajectory import Baseline
@@ -173,6 +174,41 @@ def trial_failure(baseline: Baseline, spec: TrialSpec, settings: TrialSettings) 
     return failure, layout, failure.lost_blocks(node_of_block)
 
 
+class CheckpointReplays:
+    """The checkpoint each policy holds when a failure strikes, replayed over one baseline and
+    shared by the trials that ask for it (a job's trials are on one baseline).
+
+    A policy's replay goes on from where its last request stopped when the next failure comes
+    later (one replay in all for increasing iterations), and a failure at the same iteration
+    (the same position under another failure fraction) reuses the last result; an earlier one
+    starts a new replay from iteration 0. What is returned is a copy, never changed afterwards.
+    """
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+        self._runs: dict[tuple[Any, ...], Checkpointer] = {}
+        self._last: dict[tuple[Any, ...], tuple[int, tuple[Checkpoint, int, int, int]]] = {}
+
+    def at(self, key: tuple[Any, ...], make: Callable[[], Checkpointer], T: int) -> tuple[Checkpoint, int, int, int]:
+        """(image, codec bytes, index bytes, saves) of the saves of iterations ``< T`` of the
+        Checkpointer ``make()`` builds for ``key`` (the same key must always build the same one)."""
+        last = self._last.get(key)
+        if last is not None and last[0] == T:
+            return last[1]
+        ckpt = self._runs.get(key)
+        if ckpt is None or ckpt.last_iteration is None or ckpt.last_iteration > T - 1:
+            ckpt = self._runs[key] = make()
+        ckpt.advance_to(T, self.baseline.server_state_at, self.baseline.touched_at)
+        image = ckpt.image
+        assert image is not None
+        frozen = Checkpoint(
+            values={n: a.copy() for n, a in image.values.items()}, saved_at={n: a.copy() for n, a in image.saved_at.items()}
+        )
+        result = (frozen, ckpt.bytes_written, ckpt.store.index_bytes_written, ckpt.n_saves)
+        self._last[key] = (T, result)
+        return result
+
+
 def run_trial(
     model: Model,
     data: Any,
@@ -184,9 +220,15 @@ def run_trial(
     dataset_label: str = "",
     data_source: str = "",
     engine: Engine | None = None,
+    replays: CheckpointReplays | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure every strategy on one failure; one row per strategy (:data:`TRIAL_COLUMNS`)."""
-    engine = engine if engine is not None else InProcessEngine(model, data, baseline.seed)
+    """Measure every strategy on one failure; one row per strategy (:data:`TRIAL_COLUMNS`).
+
+    ``replays`` shares the policies' checkpoint replays between the trials of one baseline
+    (the results are the same with or without it)."""
+    # A whole-job restart replays the baseline's own iterations: served from its snapshots.
+    engine = engine if engine is not None else BaselineEngine(InProcessEngine(model, data, baseline.seed), baseline)
+    replays = replays if replays is not None and replays.baseline is baseline else CheckpointReplays(baseline)
     failure, layout, lost_mask = trial_failure(baseline, spec, settings)
     T = failure.iteration
     x_T = baseline.server_state_at(T)
@@ -195,7 +237,6 @@ def run_trial(
     fit = baseline.contraction
     # The checkpoint each policy holds at the failure (saves of iterations < T), replayed once
     # per policy: strategies that share a policy share its checkpoint.
-    replayed: dict[tuple[Any, ...], tuple[Checkpoint, int, int, int]] = {}
     worker_bytes = baseline.worker_state_bytes
     weights = model.sensitivity()
     measured: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -213,17 +254,9 @@ def run_trial(
             row = measured[(key, strategy.recovery)]
             rows.append({**row, "strategy": strategy.name, "checkpoint_policy": strategy.checkpoint})
             continue
-        if key not in replayed:
-            ckpt = replay(
-                settings.policy(strategy, weights),
-                baseline.server_state_at,
-                T,
-                codec=strategy.make_codec(),
-                touched_at=baseline.touched_at,
-            )
-            assert ckpt.image is not None
-            replayed[key] = (ckpt.image, ckpt.bytes_written, ckpt.store.index_bytes_written, ckpt.n_saves)
-        image, nbytes, index_bytes, n_saves = replayed[key]
+        image, nbytes, index_bytes, n_saves = replays.at(
+            key, lambda s=strategy: Checkpointer(settings.policy(s, weights), codec=s.make_codec()), T
+        )
         # The perturbation is what the recovery writes into the server, before any resync.
         delta = params_distance(recover(strategy.recovery, x_T, image.values, lost_rows), x_T, baseline.server_params)
         if strategy.whole_job:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from scar.measure.trials import TrialSettings, TrialSpec, run_trial, trials_frame
+from scar.measure.trials import CheckpointReplays, TrialSettings, TrialSpec, run_trial, trials_frame
 from scar.stages.files import PathLike, load_experiment, write_csv
 from scar.stages.journal import TrialProgress
 
@@ -44,6 +44,7 @@ def run_trials(
     )
     done = progress.load()
     rows: list[dict[str, Any]] = []
+    replays = CheckpointReplays(baseline)  # the fractions of one position share its replays
     with threadpool_limits(threads):
         for spec in specs:
             key = json.dumps(dataclasses.asdict(spec), sort_keys=True)
@@ -54,7 +55,7 @@ def run_trials(
             t0 = time.perf_counter()
             trial_rows = run_trial(
                 model, data, baseline, spec, settings,
-                dataset=dataset.name, dataset_label=dataset.label, data_source=dataset.source,
+                dataset=dataset.name, dataset_label=dataset.label, data_source=dataset.source, replays=replays,
             )  # fmt: skip
             progress.add(key, trial_rows)
             rows += trial_rows
