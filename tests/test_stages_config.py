@@ -113,10 +113,13 @@ def test_a_model_or_dataset_sets_its_own_trial_count(default_config):
     cfg["models"]["mf"]["overrides"]["jester"]["n_trials"] = 2
     table = scar_config.trial_table(cfg)
     assert table[table.model == "mf"].groupby("dataset")["trial"].nunique().to_dict() == {"jester": 2, "movielens": 4}
-    assert table[table.model == "mlr"].groupby("dataset")["trial"].nunique().to_dict() == {"covtype": 20, "mnist": 20}
+    n = default_config["failures"]["n_trials"]  # models that set none take the global count
+    assert table[table.model == "mlr"].groupby("dataset")["trial"].nunique().to_dict() == {"covtype": n, "mnist": n}
     # No more baselines than failure positions: one for a stochastic model with one position.
-    cnn = next(e for e in scar_config.experiments(cfg) if e.model == "cnn")
-    assert cnn.n_trials == 1 and cnn.seeds == (0,)
+    for positions, seeds in ((1, (0,)), (2, (0, 1))):
+        cfg["models"]["cnn"]["n_trials"] = positions
+        cnn = next(e for e in scar_config.experiments(cfg) if e.model == "cnn")
+        assert cnn.n_trials == positions and cnn.seeds == seeds
 
 
 def test_workflow_refuses_a_bad_config_at_parse_time(tmp_path, default_config):
