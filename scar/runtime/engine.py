@@ -46,6 +46,7 @@ from scar.runtime.worker import (
     data_parallel_worker,
     load_worker_state,
     save_worker_state,
+    shard_replies,
 )
 
 
@@ -212,11 +213,7 @@ class LiveEngine(Engine):
         self.worker_state = copy_state(out[0][2])
         if self.program.commits:
             refs = [(j, s.commit.remote(k)) for j, s in enumerate(self.shards) if j not in failed]
-            for j, ref in refs:
-                try:
-                    ray.get(ref)
-                except ACTOR_ERRORS:
-                    failed.add(j)
+            failed.update(shard_replies(refs)[1])
         self.iteration = k
         if failed:
             raise ShardsDown(tuple(sorted(failed)), completed=True)
@@ -322,17 +319,8 @@ class LiveEngine(Engine):
 
     def down_nodes(self) -> tuple[int, ...]:
         """Shards whose process died (an actor error, or a new pid: Ray restarted it)."""
-        refs = [s.ping.remote() for s in self.shards]
-        down = []
-        for j, ref in enumerate(refs):
-            try:
-                pid, lost = ray.get(ref)
-            except ACTOR_ERRORS:
-                down.append(j)
-                continue
-            if lost or pid != self.pids[j]:
-                down.append(j)
-        return tuple(down)
+        replies, _ = shard_replies(enumerate([s.ping.remote() for s in self.shards]))
+        return tuple(j for j in range(len(self.shards)) if j not in replies or replies[j][1] or replies[j][0] != self.pids[j])
 
     def _wait_restarted(self, nodes: tuple[int, ...], timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,26 @@ from scar.models.base import Model, State
 ACTOR_ERRORS: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
 
+def shard_replies(refs: Iterable[tuple[int, Any]]) -> tuple[dict[int, Any], list[int]]:
+    """Wait for each ``(shard, call)`` pair: the replies of the shards that answered, and the
+    shards whose actor was gone or restarting (a Ray actor error), in the order given."""
+    replies, down = {}, []
+    for j, ref in refs:
+        try:
+            replies[j] = ray.get(ref)
+        except ACTOR_ERRORS:
+            down.append(j)
+    return replies, down
+
+
 def gather_from(shards: Sequence[Any], shard_rows: Sequence[Mapping[str, np.ndarray]], shapes, dtypes):
     """Pull every shard's rows into whole arrays: ``(arrays, failed_nodes)``; ``arrays`` is None
     when some pull failed."""
-    refs = [s.pull.remote() for s in shards]
+    replies, _ = shard_replies(enumerate([s.pull.remote() for s in shards]))
     out = {n: np.empty(shapes[n], dtype=dtypes[n]) for n in shapes}
     failed = []
-    for j, ref in enumerate(refs):
-        try:
-            local = ray.get(ref)
-        except ACTOR_ERRORS:
-            local = None
+    for j in range(len(shards)):
+        local = replies.get(j)
         if local is None:  # dead, or restarted and not restored yet
             failed.append(j)
             continue
@@ -53,13 +62,7 @@ def scatter_to(shards, shard_rows, arrays: Mapping[str, np.ndarray], method: str
     """Send every shard its rows of ``arrays``; the nodes whose call failed."""
     refs = [getattr(s, method).remote({n: np.ascontiguousarray(arrays[n][idx]) for n, idx in rows.items()})
             for s, rows in zip(shards, shard_rows)]  # fmt: skip
-    failed = []
-    for j, ref in enumerate(refs):
-        try:
-            ray.get(ref)
-        except ACTOR_ERRORS:
-            failed.append(j)
-    return tuple(failed)
+    return tuple(shard_replies(enumerate(refs))[1])
 
 
 def save_worker_state(state: Mapping[str, np.ndarray], path: str | Path) -> None:
@@ -177,15 +180,9 @@ class PartitionWorker:
         for s, rows in zip(self.shards, self.shard_rows):
             delta = {n: (state[n][idx] - server[n][idx]) / self.n_workers for n, idx in rows.items()}
             refs.append(s.accumulate.remote(int(k), self.index, delta))
-        failed = []
-        for j, ref in enumerate(refs):
-            try:
-                ok = ray.get(ref)
-            except ACTOR_ERRORS:
-                ok = False
-            if not ok:
-                failed.append(j)
-        return "ok", tuple(failed), {n: state[n] for n in worker_state}
+        replies, _ = shard_replies(enumerate(refs))
+        failed = tuple(j for j in range(len(refs)) if not replies.get(j, False))  # down, or refused the update
+        return "ok", failed, {n: state[n] for n in worker_state}
 
 
 def _range(n: int, index: int, n_workers: int) -> tuple[int, int]:
@@ -227,13 +224,7 @@ class AlsWorker:
             if mine.any():
                 values = np.ascontiguousarray(solved[rows[phase][mine] - lo])
                 refs.append((j, s.write_rows.remote({phase: values}, {phase: np.flatnonzero(mine)})))
-        failed_push = []
-        for j, ref in refs:
-            try:
-                ray.get(ref)
-            except ACTOR_ERRORS:
-                failed_push.append(j)
-        return "ok", tuple(failed_push), dict(worker_state)
+        return "ok", tuple(shard_replies(refs)[1]), dict(worker_state)
 
 
 def data_parallel_worker(model: Model) -> type:
