@@ -594,6 +594,47 @@ def test_sensitive_priority_weighs_change_by_the_declared_sensitivity():
     assert SensitivePriorityCheckpoint(8, 0.25, weights={"U": 0}).config()["weights"] == {"U": 0.0}
 
 
+def test_sensitive_priority_ranks_priced_arrays_by_the_models_restore_cost():
+    from scar.checkpoint.policies import SensitivePriorityCheckpoint
+
+    rng = np.random.default_rng(4)
+    x0 = {"U": rng.standard_normal((20, 4)), "V": rng.standard_normal((20, 4))}
+    x1 = {n: a + rng.standard_normal(a.shape) for n, a in x0.items()}
+    image = Checkpoint(values={n: a.copy() for n, a in x0.items()}, saved_at={n: np.zeros(20, dtype=np.int64) for n in x0})
+    layout = BlockLayout.from_arrays(x0)
+    price = np.arange(20, dtype=float)[::-1]  # V row 0 costs most, whatever it moved
+
+    class Cost:
+        name = "test_cost"
+        calls = 0
+
+        def __call__(self, current, saved):
+            Cost.calls += 1
+            assert current is x1 and saved is image.values  # the current state and the image
+            return {"V": price}
+
+    policy = SensitivePriorityCheckpoint(8, 0.25, weights={"U": 0.0}, restore_cost=Cost())
+    mask = policy.select(2, layout, x1, image)
+    assert Cost.calls == 1 and mask[:20].sum() == 0
+    assert set(np.flatnonzero(mask[20:])) == set(range(10))  # the 10 costliest, by the model's price
+    # U is not priced: it keeps SCAR's change, times its weight.
+    both = SensitivePriorityCheckpoint(8, 0.5, restore_cost=Cost()).select(2, layout, x1, image)
+    change_u = layout.block_distances(x1, image.values)[:20]
+    order = np.argsort(-np.concatenate([change_u, price]), kind="stable")[:20]
+    assert set(np.flatnonzero(both)) == set(order)
+    assert policy.config()["restore_cost"] == "test_cost"
+    assert "restore_cost" not in SensitivePriorityCheckpoint(8, 0.25).config()
+
+    class Bad:
+        name = "bad"
+
+        def __call__(self, current, saved):
+            return {"V": -price}
+
+    with pytest.raises(ValueError, match="restore cost 'bad' of 'V' must be 20 finite costs >= 0"):
+        SensitivePriorityCheckpoint(8, 0.25, restore_cost=Bad()).select(2, layout, x1, image)
+
+
 def test_an_entropy_coded_codec_fits_more_rows_where_the_data_compresses():
     from scar.checkpoint.codecs import make_codec
 

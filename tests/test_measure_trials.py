@@ -356,3 +356,50 @@ def test_mf_declares_u_free_and_sensitive_priority_saves_only_v():
     s = get_strategy("sensitive_partial").with_r(0.25)
     ck = replay(s.policy(8, weights=mf.sensitivity()), base.server_state_at, base.k_base)
     assert (ck.image.saved_at["U"] == 0).all() and (ck.image.saved_at["V"] > 0).any()
+
+
+def test_mf_restore_cost_is_the_first_order_shift_of_the_next_user_solve():
+    """ALS's price of a stale item row is how far it moves the users' next solve: checked against
+    the exact solve (a closed form), and 0 for a row equal to its saved value."""
+    from scar.datasets import load_dataset
+    from scar.models import make_model
+    from scar.models.matrix_factorization import _solve_rows
+
+    mf = make_model("mf", {"rank": 4, "l2": 0.05})
+    data = mf.prepare(load_dataset("movielens"))
+    state = mf.init_state(data, 0)
+    for _ in range(3):
+        mf.step(state, data, np.random.default_rng(0))
+    _solve_rows(*data.by_user, state["V"], 0.05, state["U"])  # U solved from this V: the solve's own point
+    cost = mf.restore_cost(data)
+    assert cost.name == "als_user_solve_shift"
+    np.testing.assert_array_equal(cost(state, state)["V"], np.zeros(data.n_items))
+    i = int(np.argmax(np.diff(data.by_item[0])))  # the most rated item
+    saved = {"U": state["U"], "V": state["V"].copy()}
+    saved["V"][i] += 1e-6 * np.random.default_rng(1).standard_normal(4)
+    shifted = np.empty_like(state["U"])
+    _solve_rows(*data.by_user, saved["V"], 0.05, shifted)
+    priced = cost(state, saved)["V"]
+    assert priced[i] == pytest.approx(np.linalg.norm(shifted - state["U"]), rel=1e-3)
+    assert np.count_nonzero(priced) == 1
+    # A small saved row (the initial factors) moves the users less than a full-size stale one.
+    init = mf.init_state(data, 0)["V"]
+    stale = state["V"][::-1].copy()  # full-size rows, wrong for every item
+    assert np.median(cost(state, {"V": init})["V"]) < np.median(cost(state, {"V": stale})["V"])
+
+
+def test_mf_sensitive_partial_prices_item_rows_and_is_measured_apart_from_scar():
+    from scar.datasets import load_dataset
+    from scar.models import make_model
+
+    mf = make_model("mf", {"rank": 10})
+    data = mf.prepare(load_dataset("movielens"))
+    base = run_baseline(mf, data, seed=0, max_iters=16, tol=0.01)
+    settings = TrialSettings.from_names(["scar", "sensitive_partial"], interval=8, r_values=(0.25,))
+    spec = _spec(0.8, seed=3)
+    assert failure_iteration(spec.position, base.k_base) > 4  # after two fractional saves
+    rows = {r["strategy"]: r for r in run_trial(mf, data, base, spec, settings)}
+    assert rows["sensitive_partial"]["checkpoint_policy"] == "sensitive_priority"
+    # Same bytes (one width), a different image: U is never saved, V is ranked by its price.
+    assert rows["sensitive_partial"]["checkpoint_bytes"] == rows["scar"]["checkpoint_bytes"]
+    assert rows["sensitive_partial"]["perturbation_norm"] != rows["scar"]["perturbation_norm"]

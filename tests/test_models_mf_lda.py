@@ -244,3 +244,33 @@ def test_als_rebuild_solves_the_lost_user_rows_from_the_item_factors():
     model.step(after, data, iteration_rng(0, 4))
     np.testing.assert_allclose(state["U"][lost["U"]], after["U"][lost["U"]], rtol=1e-10)
     assert np.array_equal(state["U"][~lost["U"]], base.state_at(3)["U"][~lost["U"]])
+
+
+def test_als_rebuild_solves_the_lost_item_rows_from_the_surviving_users():
+    model = make_model("mf", {"rank": 3, "l2": 0.1})
+    data = model.prepare(low_rank_ratings())
+    base = run_baseline(model, data, seed=0, max_iters=15, tol=0.01)
+    T = 3
+    lost_v = np.arange(data.n_items) % 3 == 0
+    # No user lost: V at T was solved from U at T over every rater, so the rebuild gives it back.
+    state = base.state_at(T)
+    state["V"][lost_v] = 0.0
+    model.rebuild(state, data, {"U": np.zeros(data.n_users, dtype=bool), "V": lost_v})
+    np.testing.assert_allclose(state["V"], base.state_at(T)["V"], rtol=1e-10, atol=1e-12)
+    # Users lost too: each lost item is the ridge solve over its surviving raters (closed form),
+    # the survivors' rows are untouched, and the lost users are then solved from the new V.
+    lost_u = np.arange(data.n_users) % 4 == 0
+    state = base.state_at(T)
+    state["V"][lost_v] = 0.0
+    model.rebuild(state, data, {"U": lost_u, "V": lost_v})
+    U = base.state_at(T)["U"]
+    for i in np.flatnonzero(lost_v)[:5]:
+        raters = (data.item == i) & ~lost_u[data.user]
+        X, y = U[data.user[raters]], data.rating[raters]
+        want = np.linalg.solve(X.T @ X + 0.1 * max(int(raters.sum()), 1) * np.eye(3), X.T @ y)
+        np.testing.assert_allclose(state["V"][i], want, rtol=1e-8)
+    assert np.array_equal(state["V"][~lost_v], base.state_at(T)["V"][~lost_v])
+    assert np.array_equal(state["U"][~lost_u], U[~lost_u])
+    after = {"U": state["U"].copy(), "V": state["V"].copy()}
+    model.step(after, data, iteration_rng(0, T + 1))  # its first half solves every U row from V
+    np.testing.assert_allclose(state["U"][lost_u], after["U"][lost_u], rtol=1e-10)

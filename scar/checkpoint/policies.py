@@ -11,7 +11,9 @@ only in *which* blocks they pick:
 - ``frequency`` (CPR's MFU): the blocks accessed most often since their own last save, from the
   accesses the training reports to the Checkpointer (an embedding lookup touches few rows).
 - ``sensitive_priority``: SCAR's priority times the cost of perturbing the block's array (a
-  model's declared sensitivity, e.g. 0 for a factor the next sweep recomputes).
+  model's declared sensitivity, e.g. 0 for a factor the next sweep recomputes), where a model
+  may replace the change by a per-row cost of restoring the saved value
+  (:class:`~scar.core.sensitivity.RestoreCost`).
 
 With a codec other than ``raw`` the budget is in bytes, not parameters (docs/design.md §4): a
 save may write what a raw save of the same ``r`` writes, ``r`` times the full state as a partial
@@ -38,6 +40,7 @@ import numpy as np
 from scar.checkpoint.codecs import Codec, RawCodec
 from scar.checkpoint.stores import Checkpoint
 from scar.core.blocks import BlockLayout
+from scar.core.sensitivity import RestoreCost
 
 __all__ = [
     "CHECKPOINT_POLICIES",
@@ -46,6 +49,7 @@ __all__ = [
     "FullCheckpoint",
     "PriorityCheckpoint",
     "RandomCheckpoint",
+    "RestoreCost",
     "RoundRobinCheckpoint",
     "SensitivePriorityCheckpoint",
     "make_checkpoint_policy",
@@ -273,36 +277,62 @@ class PriorityCheckpoint(CheckpointPolicy):
 
 
 class SensitivePriorityCheckpoint(PriorityCheckpoint):
-    """Sensitivity-aware priority: a block's change since its last save times the cost of
-    perturbing its array, ``weights[name]`` (1 where not given: SCAR's priority).
+    """Sensitivity-aware priority: a block's cost of being restored from its last save times
+    the cost of perturbing its array, ``weights[name]`` (1 where not given).
 
     The weights are a model's declared sensitivity (:meth:`scar.models.base.Model.sensitivity`):
     ALS recomputes ``U`` from ``V`` first in every sweep, so a perturbation of ``U`` costs
-    nothing and ``U`` weighs 0; the whole budget goes to ``V``. Ties (a weight of 0 ties every
-    block of its array) go to the block saved longest ago, as in SCAR's rule.
+    nothing and ``U`` weighs 0; the whole budget goes to ``V``. A block's cost of being restored
+    is its change since its last save (SCAR's priority), or where the model prices its rows
+    (``restore_cost``, :meth:`scar.models.base.Model.restore_cost`), that price: ALS prices a
+    ``V`` row by how far its saved value would move the next sweep's user solve. With neither,
+    the policy is SCAR's priority exactly. Ties (a weight of 0 ties every block of its array) go
+    to the block saved longest ago, as in SCAR's rule.
     """
 
     name = "sensitive_priority"
 
     def __init__(
-        self, interval: int, fraction: float = 1.0, *, codec: Codec | None = None, weights: Mapping[str, float] | None = None
+        self,
+        interval: int,
+        fraction: float = 1.0,
+        *,
+        codec: Codec | None = None,
+        weights: Mapping[str, float] | None = None,
+        restore_cost: RestoreCost | None = None,
     ) -> None:
         super().__init__(interval, fraction, codec=codec)
         self.weights = {str(n): float(w) for n, w in (weights or {}).items()}
         bad = {n: w for n, w in self.weights.items() if not (np.isfinite(w) and w >= 0)}
         if bad:
             raise ValueError(f"sensitivity weights must be finite and >= 0, got {bad}")
+        self.restore_cost = restore_cost
 
     def _priority(self, layout, current, saved):
-        change = super()._priority(layout, current, saved)
         unknown = set(self.weights) - set(layout.names)
         if unknown:
             raise ValueError(f"sensitivity weights name arrays {sorted(unknown)} that are not server arrays {list(layout.names)}")
-        weight = np.concatenate([np.full(n, self.weights.get(name, 1.0)) for name, n in zip(layout.names, layout.n_rows)])
-        return change * weight
+        priced = dict(self.restore_cost(current, saved.values)) if self.restore_cost is not None else {}
+        cost_name = getattr(self.restore_cost, "name", None)
+        change = layout.block_distances(current, saved.values) if set(layout.names) - set(priced) else None
+        parts, start = [], 0
+        for name, n in zip(layout.names, layout.n_rows):
+            if name in priced:
+                cost = np.asarray(priced[name], dtype=np.float64)
+                if cost.shape != (n,) or not np.isfinite(cost).all() or (cost < 0).any():
+                    raise ValueError(
+                        f"restore cost {cost_name!r} of {name!r} must be {n} finite costs >= 0, got shape {cost.shape}"
+                    )
+            else:
+                assert change is not None
+                cost = change[start : start + n]
+            parts.append(cost * self.weights.get(name, 1.0))
+            start += n
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "weights": dict(sorted(self.weights.items()))}
+        cost = {"restore_cost": self.restore_cost.name} if self.restore_cost is not None else {}
+        return {**super().config(), "weights": dict(sorted(self.weights.items())), **cost}
 
 
 class RoundRobinCheckpoint(CheckpointPolicy):
@@ -387,14 +417,15 @@ def make_checkpoint_policy(
     *,
     codec: Codec | None = None,
     weights: Mapping[str, float] | None = None,
+    restore_cost: RestoreCost | None = None,
 ) -> CheckpointPolicy:
     """Build a policy by name (``full``, ``priority``, ``round_robin``, ``random``,
     ``sensitive_priority``, ``frequency``); ``codec`` makes its budget one of bytes (a codec other than raw),
-    ``weights`` are the sensitivity of ``sensitive_priority`` (ignored by the others)."""
+    ``weights`` and ``restore_cost`` are the sensitivity of ``sensitive_priority`` (ignored by the others)."""
     if name not in CHECKPOINT_POLICIES:
         raise ValueError(f"unknown checkpoint policy {name!r}; expected one of {sorted(CHECKPOINT_POLICIES)}")
     if name == "random":
         return RandomCheckpoint(interval, fraction, seed=seed, codec=codec)
     if name == "sensitive_priority":
-        return SensitivePriorityCheckpoint(interval, fraction, codec=codec, weights=weights)
+        return SensitivePriorityCheckpoint(interval, fraction, codec=codec, weights=weights, restore_cost=restore_cost)
     return CHECKPOINT_POLICIES[name](interval, fraction, codec=codec)

@@ -14,6 +14,7 @@ from typing import Any
 from scar.checkpoint.codecs import CODECS, Codec, make_codec
 from scar.checkpoint.policies import CHECKPOINT_POLICIES, CheckpointPolicy, make_checkpoint_policy
 from scar.core.recovery import RecoveryPolicy, check_recovery_policy
+from scar.core.sensitivity import RestoreCost
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,19 @@ class Strategy:
         """A fresh codec of this strategy."""
         return make_codec(self.codec, **dict(self.codec_params))
 
-    def policy(self, interval: int, seed: int = 0, weights: Mapping[str, float] | None = None) -> CheckpointPolicy:
+    def policy(
+        self,
+        interval: int,
+        seed: int = 0,
+        weights: Mapping[str, float] | None = None,
+        restore_cost: RestoreCost | None = None,
+    ) -> CheckpointPolicy:
         """A fresh checkpoint policy for interval ``C`` (validates that ``r * C`` is whole),
-        budgeting in this strategy's codec; ``weights``: a model's sensitivity, for
-        ``sensitive_priority``."""
-        return make_checkpoint_policy(self.checkpoint, interval, self.r, seed=seed, codec=self.make_codec(), weights=weights)
+        budgeting in this strategy's codec; ``weights`` and ``restore_cost``: a model's
+        sensitivity, for ``sensitive_priority``."""
+        return make_checkpoint_policy(
+            self.checkpoint, interval, self.r, seed=seed, codec=self.make_codec(), weights=weights, restore_cost=restore_cost
+        )
 
 
 #: Every strategy, at r = 1 (fractional ones take their r from :meth:`Strategy.with_r`).

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scar.core.sensitivity import RestoreCost
+
 State = dict[str, np.ndarray]
 
 
@@ -91,6 +93,14 @@ class Model(ABC):
         >= 0``), for the ``sensitive_priority`` checkpoint policy; None (the default): unknown,
         every array weighs 1 and the policy is SCAR's priority. A weight of 0 says a
         perturbation of that array is erased before it can matter (docs/design.md §4)."""
+        return None
+
+    def restore_cost(self, data: Any) -> RestoreCost | None:
+        """What restoring each row's saved value would cost now, row by row, on the data
+        ``data`` (:class:`~scar.core.sensitivity.RestoreCost`), for the ``sensitive_priority``
+        policy: it then saves the rows whose restore would cost most (times the array's
+        :meth:`sensitivity`). None (the default): a row costs its change since its last save,
+        SCAR's priority (docs/design.md §4.5)."""
         return None
 
     def server_shapes(self, dims: Mapping[str, int]) -> dict[str, tuple[int, int]] | None:
