@@ -10,7 +10,9 @@ costs little; restoring a full-size row of an early sweep, which lies on the tra
 the current one, costs more than either. Then it prints, for the failures of a default-run
 trial plan, the rework of `scar`, `full_partial` and `sensitive_partial` next to a policy that
 saves nothing before sweep C (a ceiling of what a policy that knew when not to save could do;
-it is not one of our strategies).
+it is not one of our strategies). The restore cost `sensitive_priority` ranks rows by is printed
+next to each rework: it calls an early sweep's rows cheaper to restore than the initial ones
+where the rework says the opposite.
 
 Run: ``PYTHONPATH=. .venv/bin/python experiments/als_early_saves.py [movielens|jester]`` (about a minute).
 """
@@ -47,8 +49,10 @@ def restore_from_iterates(model, data, base, n_nodes: int = 8, fraction: float =
     node_of_block = assign_blocks(layout.n_blocks, n_nodes, "round_robin", 0)
     engine = InProcessEngine(model, data, base.seed)
     limits = RunLimits(cap=3 * base.k_base)
-    print(f"Rework (sweeps) when {fraction:g} of {n_nodes} nodes fail at sweep T and the lost V rows are restored from sweep a:")
-    print("    T " + "".join(f"{'a=' + str(a):>8}" for a in ("0", "1", "2", "T-2", "T-1")))
+    cost = model.restore_cost(data)
+    print(f"Rework (sweeps) when {fraction:g} of {n_nodes} nodes fail at sweep T and the lost V rows are restored from sweep a;")
+    print("in brackets the restore cost sensitive_priority prices them at (the shift of the next user solves, all lost rows):")
+    print("    T " + "".join(f"{'a=' + str(a):>16}" for a in ("0", "1", "2", "T-2", "T-1")))
     for T in range(3, base.k_base):
         failure = Failure(T, sample_failed_nodes(n_nodes, fraction, np.random.default_rng(T)))
         lost = layout.row_masks(failure.lost_blocks(node_of_block))
@@ -56,8 +60,9 @@ def restore_from_iterates(model, data, base, n_nodes: int = 8, fraction: float =
         for a in (0, 1, 2, T - 2, T - 1):
             engine.load(base.state_at(T), T)
             engine.write_server_rows(base.server_state_at(a), {"V": lost["V"]})
-            cells.append(measure_rework(engine, base, limits).rework_fractional)
-        print(f"  {T:3d} " + "".join(f"{c:8.2f}" for c in cells))
+            price = float(np.sqrt(np.square(cost(base.server_state_at(T), base.server_state_at(a))["V"][lost["V"]]).sum()))
+            cells.append(f"{measure_rework(engine, base, limits).rework_fractional:7.2f} ({price:5.2f})")
+        print(f"  {T:3d} " + "".join(f"{c:>16}" for c in cells))
 
 
 def policies_on_the_default_plan(model, data, base, key: str, n_trials: int = 8) -> None:
