@@ -178,7 +178,9 @@ def test_data_parallel_als_is_the_in_process_run_and_recovers_as_simulated(ray_s
         worker_cpus=0,
     )  # fmt: skip
     try:
-        settings = TrialSettings.from_names(["scar", "traditional"], (0.25,), interval=4, n_nodes=N_NODES)
+        # sensitive_partial: the live checkpointer ranks rows by the model's restore cost too.
+        strategies = ["scar", "traditional", "sensitive_partial"]
+        settings = TrialSettings.from_names(strategies, (0.25,), interval=4, n_nodes=N_NODES)
         spec = TrialSpec(trial=0, position=0.5, fraction=0.25, seed=3)
         for strategy in settings.strategies:
             row = live_trial(
@@ -187,5 +189,8 @@ def test_data_parallel_als_is_the_in_process_run_and_recovers_as_simulated(ray_s
             # Two workers solving ranges of rows are one ALS sweep, bit for bit.
             assert row["reproduced_baseline"] and row["restored_exact"] and row["survivors_kept"]
             assert row["live_rework"] == row["simulated_rework"]
+            # The live checkpoints follow the simulation's policy, the model's sensitivity included.
+            assert eng.checkpointer is not None
+            assert eng.checkpointer.policy.config() == settings.policy(strategy, model, data).config()
     finally:
         eng.close()

@@ -26,7 +26,6 @@ from scar.core.blocks import BlockLayout, assign_blocks, params_distance
 from scar.core.bounds import iteration_cost_bound
 from scar.core.failures import Failure, check_window, sample_failed_nodes
 from scar.core.recovery import recover
-from scar.core.sensitivity import RestoreCost
 from scar.measure.baseline_engine import BaselineEngine
 from scar.measure.engine import Engine, InProcessEngine
 from scar.measure.rework import RunLimits, measure_rework
@@ -146,12 +145,15 @@ class TrialSettings:
         """When a run recovered on ``baseline`` is censored."""
         return RunLimits(self.cap(baseline.k_base), self.diverge_above(float(baseline.losses[0]), baseline.loss_final))
 
-    def policy(
-        self, strategy: Strategy, weights: Mapping[str, float] | None = None, restore_cost: RestoreCost | None = None
-    ) -> CheckpointPolicy:
-        """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed
-        (``weights``, ``restore_cost``: the model's sensitivity, for ``sensitive_priority``)."""
-        return strategy.policy(self.interval, seed=self.policy_seed, weights=weights, restore_cost=restore_cost)
+    def policy(self, strategy: Strategy, model: Model | None = None, data: Any = None) -> CheckpointPolicy:
+        """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed, with
+        ``model``'s sensitivity on ``data`` (its array weights and restore cost, for
+        ``sensitive_priority``; none without a model)."""
+        if model is None:
+            return strategy.policy(self.interval, seed=self.policy_seed)
+        return strategy.policy(
+            self.interval, seed=self.policy_seed, weights=model.sensitivity(), restore_cost=model.restore_cost(data)
+        )
 
     @property
     def policy_seed(self) -> int:
@@ -241,7 +243,7 @@ def run_trial(
     # The checkpoint each policy holds at the failure (saves of iterations < T), replayed once
     # per policy: strategies that share a policy share its checkpoint.
     worker_bytes = baseline.worker_state_bytes
-    weights, restore_cost = model.sensitivity(), model.restore_cost(data)
+    declared = bool(model.sensitivity()) or model.restore_cost(data) is not None
     measured: dict[tuple[Any, ...], dict[str, Any]] = {}
     rows = []
     for strategy in settings.strategies:
@@ -251,7 +253,6 @@ def run_trial(
             continue  # a dense model touches every row: access counts would only rank by age
         # Without a declared sensitivity, sensitive_priority is SCAR's priority exactly: the
         # same checkpoint, the same recovery, the same (deterministic) measurement.
-        declared = bool(weights) or restore_cost is not None
         same_as = "priority" if strategy.checkpoint == "sensitive_priority" and not declared else strategy.checkpoint
         key = (same_as, strategy.r, strategy.codec, strategy.codec_params)
         if (key, strategy.recovery) in measured:
@@ -259,7 +260,7 @@ def run_trial(
             rows.append({**row, "strategy": strategy.name, "checkpoint_policy": strategy.checkpoint})
             continue
         image, nbytes, index_bytes, n_saves = replays.at(
-            key, lambda s=strategy: Checkpointer(settings.policy(s, weights, restore_cost), codec=s.make_codec()), T
+            key, lambda s=strategy: Checkpointer(settings.policy(s, model, data), codec=s.make_codec()), T
         )
         # The perturbation is what the recovery writes into the server, before any resync.
         delta = params_distance(recover(strategy.recovery, x_T, image.values, lost_rows), x_T, baseline.server_params)

@@ -56,7 +56,7 @@ def live_trial(
     failure, layout, lost_mask = trial_failure(baseline, spec, settings)
     T, nodes = failure.iteration, failure.failed_nodes
     engine.load(baseline.state_at(0), 0)
-    engine.begin(strategy, settings.policy(strategy), run)
+    engine.begin(strategy, settings.policy(strategy, model, data), run)
     assert engine.checkpointer is not None
     engine.save_seconds, saves_before = 0.0, engine.checkpointer.n_saves
     t = time.perf_counter()
