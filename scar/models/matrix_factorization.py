@@ -108,7 +108,7 @@ def _user_solve_shift(indptr, cols, values, user, current, saved, l2, out):  # p
             out[i] += np.sum(np.square(Ainv @ g))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds the ratings: compared by identity, not by arrays
 class AlsRestoreCost:
     """ALS's cost of restoring an item row ``V[i]`` from its last save: the norm of the shift
     its saved value would make to the next sweep's user solves, over the users who rated it.
