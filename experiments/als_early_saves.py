@@ -14,12 +14,13 @@ it is not one of our strategies). The restore cost `sensitive_priority` ranks ro
 next to each rework: it calls an early sweep's rows cheaper to restore than the initial ones
 where the rework says the opposite.
 
-Run: ``PYTHONPATH=. .venv/bin/python experiments/als_early_saves.py [movielens|jester]`` (about a minute).
+Run: ``PYTHONPATH=. .venv/bin/python experiments/als_early_saves.py [movielens|jester] [--figure f.png]``
+(about a minute).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import numpy as np
 
@@ -44,7 +45,11 @@ class _NoSavesBeforeC(SensitivePriorityCheckpoint):
         return mask if k >= self.interval else np.zeros_like(mask)
 
 
-def restore_from_iterates(model, data, base, n_nodes: int = 8, fraction: float = 0.5) -> None:
+SOURCES = ("0", "1", "2", "T-2", "T-1")  # the sweep a the lost rows are restored from
+
+
+def restore_from_iterates(model, data, base, n_nodes: int = 8, fraction: float = 0.5) -> dict[str, np.ndarray]:
+    """Prints, and returns, the rework and the price of each (T, a): arrays over T = 3 .. K_base - 1."""
     layout = BlockLayout.from_arrays(base.server_state_at(0))
     node_of_block = assign_blocks(layout.n_blocks, n_nodes, "round_robin", 0)
     engine = InProcessEngine(model, data, base.seed)
@@ -52,17 +57,45 @@ def restore_from_iterates(model, data, base, n_nodes: int = 8, fraction: float =
     cost = model.restore_cost(data)
     print(f"Rework (sweeps) when {fraction:g} of {n_nodes} nodes fail at sweep T and the lost V rows are restored from sweep a;")
     print("in brackets the restore cost sensitive_priority prices them at (the shift of the next user solves, all lost rows):")
-    print("    T " + "".join(f"{'a=' + str(a):>16}" for a in ("0", "1", "2", "T-2", "T-1")))
+    print("    T " + "".join(f"{'a=' + a:>16}" for a in SOURCES))
+    out: dict[str, list[float]] = {"T": []}
     for T in range(3, base.k_base):
+        out["T"].append(T)
         failure = Failure(T, sample_failed_nodes(n_nodes, fraction, np.random.default_rng(T)))
         lost = layout.row_masks(failure.lost_blocks(node_of_block))
         cells = []
-        for a in (0, 1, 2, T - 2, T - 1):
+        for label, a in zip(SOURCES, (0, 1, 2, T - 2, T - 1)):
             engine.load(base.state_at(T), T)
             engine.write_server_rows(base.server_state_at(a), {"V": lost["V"]})
             price = float(np.sqrt(np.square(cost(base.server_state_at(T), base.server_state_at(a))["V"][lost["V"]]).sum()))
-            cells.append(f"{measure_rework(engine, base, limits).rework_fractional:7.2f} ({price:5.2f})")
+            rework = measure_rework(engine, base, limits).rework_fractional
+            out.setdefault(f"rework a={label}", []).append(rework)
+            out.setdefault(f"price a={label}", []).append(price)
+            cells.append(f"{rework:7.2f} ({price:5.2f})")
         print(f"  {T:3d} " + "".join(f"{c:>16}" for c in cells))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def draw(table: dict[str, np.ndarray], name: str, path: str) -> None:
+    """Rework and price against the failure sweep, one line per sweep restored from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for label in ("0", "2", "T-2", "T-1"):
+        text = "initial factors (a = 0)" if label == "0" else f"sweep a = {label}"
+        left.plot(table["T"], table[f"rework a={label}"], marker="o", label=text)
+        right.plot(table["T"], table[f"price a={label}"], marker="o", label=text)
+    left.set(xlabel="failure at sweep T", ylabel="rework (sweeps)", title="what a restore of the lost V rows costs")
+    right.set(
+        xlabel="failure at sweep T", ylabel="price (shift of the next user solves)", title="what sensitive_priority prices it at"
+    )
+    left.legend(fontsize=8)
+    fig.suptitle(f"ALS on {name}: half the nodes lost, lost item rows restored from sweep a")
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
 
 
 def policies_on_the_default_plan(model, data, base, key: str, n_trials: int = 8) -> None:
@@ -90,13 +123,19 @@ def policies_on_the_default_plan(model, data, base, key: str, n_trials: int = 8)
 
 
 def main() -> None:
-    name = sys.argv[1] if len(sys.argv) > 1 else "movielens"
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dataset", nargs="?", default="movielens", choices=["movielens", "jester"])
+    ap.add_argument("--figure", default=None, help="also draw rework and price against the failure sweep here (PNG)")
+    args = ap.parse_args()
+    name = args.dataset
     options = {"n_users": 2000} if name == "jester" else {}
     model = make_model("mf", {"rank": 10, "l2": 0.05})
     data = model.prepare(load_dataset(name, "embedded", **options))
     base = run_baseline(model, data, seed=0, max_iters=60, tol=0.001 if name == "jester" else 0.01)
     print(f"MF (ALS) on {name}: K_base = {base.k_base} sweeps")
-    restore_from_iterates(model, data, base)
+    table = restore_from_iterates(model, data, base)
+    if args.figure:
+        draw(table, name, args.figure)
     policies_on_the_default_plan(model, data, base, f"mf/{name}")
 
 
