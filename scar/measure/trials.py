@@ -147,18 +147,22 @@ class TrialSettings:
 
     def policy(self, strategy: Strategy, model: Model | None = None, data: Any = None) -> CheckpointPolicy:
         """A fresh checkpoint policy of ``strategy`` at these settings' interval and seed, with
-        ``model``'s sensitivity on ``data`` (its array weights and restore cost, for
-        ``sensitive_priority``; none without a model)."""
+        ``model``'s sensitivity on ``data`` (:func:`model_policy`; none without a model)."""
         if model is None:
             return strategy.policy(self.interval, seed=self.policy_seed)
-        return strategy.policy(
-            self.interval, seed=self.policy_seed, weights=model.sensitivity(), restore_cost=model.restore_cost(data)
-        )
+        return model_policy(strategy, self.interval, model, data, seed=self.policy_seed)
 
     @property
     def policy_seed(self) -> int:
         """Seed of the ``random`` checkpoint policy, independent of the training streams."""
         return stable_seed(self.seed, "random-checkpoint-policy")
+
+
+def model_policy(strategy: Strategy, interval: int, model: Model, data: Any, seed: int = 0) -> CheckpointPolicy:
+    """A fresh checkpoint policy of ``strategy`` that knows ``model``'s sensitivity on ``data``
+    (its array weights and restore cost, which ``sensitive_priority`` ranks by): what every
+    run of a model checkpoints with, simulated or live."""
+    return strategy.policy(interval, seed=seed, weights=model.sensitivity(), restore_cost=model.restore_cost(data))
 
 
 def _full_save_iteration(image: Checkpoint) -> int:

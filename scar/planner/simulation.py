@@ -33,7 +33,7 @@ from scar.core.failures import sample_failed_nodes
 from scar.measure.baseline_engine import BaselineEngine
 from scar.measure.engine import Engine, InProcessEngine, iteration_rng
 from scar.measure.trajectory import Baseline
-from scar.measure.trials import TrialSettings, stable_seed
+from scar.measure.trials import TrialSettings, model_policy, stable_seed
 from scar.models.base import Model
 from scar.planner.inputs import PlanInputs
 
@@ -67,7 +67,7 @@ def simulate_run(
     engine = engine if engine is not None else BaselineEngine(InProcessEngine(model, data, baseline.seed), baseline)
     engine.load(baseline.state_at(0), 0)
     names = baseline.server_params
-    ckpt = Checkpointer(strategy.policy(interval, seed=settings.policy_seed))
+    ckpt = Checkpointer(model_policy(strategy, interval, model, data, seed=settings.policy_seed))
     ckpt.start(engine.server_state())
     initial_bytes = ckpt.bytes_written
     layout = BlockLayout.from_arrays(engine.server_state())

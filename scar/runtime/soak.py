@@ -15,6 +15,7 @@ import numpy as np
 import ray
 
 from scar.checkpoint.strategy import Strategy
+from scar.measure.trials import model_policy
 from scar.runtime.engine import LiveEngine, Recovery, ShardsDown
 from scar.runtime.faults import Punisher
 
@@ -46,7 +47,7 @@ def soak(
 ) -> SoakResult:
     """Train from ``state`` (iteration 0) to ``target`` under the punisher (``mtbf`` seconds)."""
     engine.load(state, 0)
-    engine.begin(strategy, strategy.policy(interval), run)
+    engine.begin(strategy, model_policy(strategy, interval, engine.model, engine.data), run)
     recoveries: list[Recovery] = []
     executed = 0
     t0 = time.perf_counter()
