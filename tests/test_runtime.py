@@ -53,6 +53,22 @@ def engine(ray_session, mlr, tmp_path_factory):
     eng.close()
 
 
+def test_a_process_reaped_while_its_stat_is_read_is_gone(monkeypatch) -> None:
+    import os
+
+    import scar.runtime.faults as faults
+
+    class Reaped:  # /proc/<pid>/stat opened, then the process reaped: the read fails with ESRCH
+        def __init__(self, *_):
+            pass
+
+        def read_text(self):
+            raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(faults, "Path", Reaped)
+    assert faults.process_gone(os.getpid())
+
+
 def test_shard_map_partitions_every_row() -> None:
     layout = BlockLayout(("a", "b"), (10, 3), (2, 5))
     m = ShardMap.build(layout, 4, "hashed", seed=3)

@@ -29,7 +29,8 @@ def process_gone(pid: int) -> bool:
         return True
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        # Reaped between the signal check and the read: the open succeeds, the read says ESRCH.
         return True
 
 
